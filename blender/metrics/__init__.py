@@ -1,5 +1,6 @@
 """Metrics: GPT-Rank from judge labels, rank correlations, reference metrics and the LLM judge."""
 
+from blender.metrics.correlation import rank_correlations
 from blender.metrics.gpt_rank import (
     CMP_LABELS,
     cmp_matrix,
@@ -8,4 +9,4 @@ from blender.metrics.gpt_rank import (
     scores_from_cmp_results,
 )
 
-__all__ = ["CMP_LABELS", "cmp_matrix", "competition_ranks", "ranks_from_cmp_results", "scores_from_cmp_results"]
+__all__ = ["CMP_LABELS", "cmp_matrix", "competition_ranks", "ranks_from_cmp_results", "rank_correlations", "scores_from_cmp_results"]

@@ -1,0 +1,40 @@
+"""Config → plain values, shared by the entry points. Nothing here trains or scores."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from blender.data.loading import load_candidates
+from blender.data.schema import Record, RecordError
+from blender.evaluation.ranking import best_model_on
+from blender.rankers.predict import InferenceSettings
+
+log = logging.getLogger(__name__)
+
+
+def to_dict(cfg: DictConfig | dict | None) -> dict[str, Any]:
+    if cfg is None:
+        return {}
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def load_split(data: DictConfig, split: str, limit: int | None = None) -> list[Record]:
+    (records,) = load_candidates(data.path, splits=(split,), limit=limit, hub_id=data.hub_id)
+    return records
+
+
+def pick_best_model(train: list[Record], data: DictConfig) -> str:
+    """The best single model on train by the evaluation oracle, or by val_oracle where train lacks it
+    (MixInstruct's ChatGPT labels exist on test only)."""
+    try:
+        return best_model_on(train, data.oracle)
+    except RecordError:
+        log.info("train has no %s; choosing the best single model by %s", data.oracle, data.val_oracle)
+        return best_model_on(train, data.val_oracle)
+
+
+def inference_settings(cfg: DictConfig) -> InferenceSettings:
+    return InferenceSettings(**to_dict(cfg))

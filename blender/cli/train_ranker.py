@@ -1,0 +1,64 @@
+"""Train a ranker, then evaluate its best checkpoint: `make train-ranker` / `python -m blender.cli.train_ranker`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from blender.cli.common import inference_settings, load_split, pick_best_model, to_dict
+from blender.evaluation.evaluate import evaluate_ranker
+from blender.evaluation.report import print_table, write_report
+from blender.rankers.backbone import build_backbone
+from blender.rankers.pairranker import PairRanker
+from blender.training.loop import LoggerSettings, TrainSettings
+from blender.training.ranker import PairSampling, train_ranker
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train_ranker")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    data = cfg.data
+    train = load_split(data, data.train_split, data.limit_train)
+    val = load_split(data, data.val_split, data.limit_val)
+    best_model = pick_best_model(train, data)
+    backbone, tokenizer = build_backbone(**to_dict(cfg.backbone))
+    ranker_cfg = to_dict(cfg.ranker)
+    sampling = PairSampling(**ranker_cfg.pop("sampling"))
+    ranker = instantiate(ranker_cfg, backbone=backbone, tokenizer=tokenizer, task_names=list(data.signals))
+    trainer_cfg = to_dict(cfg.trainer)
+    val_mode = trainer_cfg.pop("val_mode")
+    inference = inference_settings(cfg.inference)
+    output_dir = Path(cfg.output_dir)
+    summary = train_ranker(
+        ranker, train, val, list(data.signals), data.val_oracle, best_model, sampling, TrainSettings(**trainer_cfg),
+        output_dir, inference=inference, val_mode=val_mode, logger=LoggerSettings(**to_dict(cfg.logger)),
+        run_config=to_dict(cfg),
+    )  # fmt: skip
+    log.info("training done: best %s = %s at epoch %s", cfg.trainer.best_metric, summary["best_value"],
+             summary["best_epoch"])  # fmt: skip
+    if cfg.evaluate_after_training and (output_dir / "best").is_dir():
+        best = PairRanker.load(output_dir / "best")
+        eval_records = val if data.eval_split == data.val_split else load_split(data, data.eval_split)
+        table = evaluate_ranker(best, eval_records, best_model, data.oracle, list(cfg.eval.aggregations), inference,
+                                cfg.eval.bootstrap_samples, cfg.eval.seed)  # fmt: skip
+        table.update(dataset=data.name, split=data.eval_split, checkpoint=str(output_dir / "best"))
+        title = f"{data.name} {data.eval_split}: PairRanker ({cfg.backbone.name_or_path or 'random init'})"
+        print_table(table, title)
+        markdown, _ = write_report(table, output_dir / "eval", f"ranking_{data.name}_{data.eval_split}", title)
+        log.info("wrote %s", markdown)
+        summary["eval"] = table
+    return summary
+
+
+if __name__ == "__main__":
+    main()

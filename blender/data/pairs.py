@@ -1,0 +1,99 @@
+"""Training signals per candidate, and the candidate pairs PairRanker learns from.
+
+The paper's code (PAPER.md §4a) reads one or more stored scores per candidate (`bartscore` for
+MixInstruct), takes all C(n, 2) pairs of an example, shuffles them, keeps 5 and flips each pair's order
+with p = 0.5. A pair's target per task is sign(Δ), Δ the difference of the two candidates' signal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+from blender.data.schema import Record, RecordError
+
+SIGNAL_TRANSFORMS = ("none", "logit", "rank")
+
+
+def signal_matrix(record: Record, signals: Sequence[str], transform: str = "none") -> np.ndarray:
+    """The training signal of every candidate, one column per task.
+
+    Args:
+        record: the example.
+        signals: score names read from each candidate's `scores`, one task each.
+        transform: "none"; "logit" for probabilities such as gpt4_pref (log-odds, clipped at 1e-6,
+            so a threshold on Δ means the same at 0.01 and at 0.5); "rank" for within-instruction ranks.
+    Returns:
+        [n_candidates, n_tasks] float array, higher is better.
+    """
+    if transform not in SIGNAL_TRANSFORMS:
+        raise ValueError(f"signal transform {transform!r}; choose one of {list(SIGNAL_TRANSFORMS)}")
+    values = np.empty((len(record.candidates), len(signals)))
+    for i, candidate in enumerate(record.candidates):
+        for t, name in enumerate(signals):
+            if name not in candidate.scores:
+                raise RecordError(
+                    f"record {record.id!r}, candidate {candidate.model!r}: no score {name!r} to train on "
+                    f"(it has {sorted(candidate.scores)}); run the scoring job or pick data.signals from those"
+                )
+            values[i, t] = candidate.scores[name]
+    if transform == "logit":
+        p = np.clip(values, 1e-6, 1 - 1e-6)
+        values = np.log(p) - np.log1p(-p)
+    elif transform == "rank":
+        values = rankdata(values, axis=0)  # ties share their mean rank, so they stay ties
+    return values
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Candidates `first` and `second` of record `record_index`, and sign(Δ) per task (0 = tie)."""
+
+    record_index: int
+    first: int
+    second: int
+    targets: tuple[float, ...]
+
+
+def pair_targets(signal: np.ndarray, first: int, second: int, min_delta: float = 0.0) -> tuple[float, ...]:
+    """sign(signal[first] − signal[second]) per task; differences within `min_delta` count as ties (0)."""
+    delta = signal[first] - signal[second]
+    return tuple(0.0 if abs(d) <= min_delta else math.copysign(1.0, d) for d in delta)
+
+
+def sample_pairs(
+    signals: Sequence[np.ndarray],
+    pairs_per_example: int,
+    rng: np.random.Generator,
+    min_delta: float = 0.0,
+    skip_ties: bool = True,
+) -> list[Pair]:
+    """Sample training pairs for one epoch.
+
+    Args:
+        signals: per record, its [n_candidates, n_tasks] signal matrix.
+        pairs_per_example: pairs kept per record (paper: 5); all of them if fewer exist.
+        rng: the epoch's generator (seeded by seed and epoch, so a resumed run draws the same pairs).
+        min_delta: |Δ| at or below this is a tie.
+        skip_ties: leave out pairs tied on every task. They contribute nothing to the loss (the
+            original computes them anyway, as a constant log 2 with no gradient).
+    Returns:
+        The pairs, record by record; each pair's order is random (p = 0.5), as in the original.
+    """
+    pairs: list[Pair] = []
+    for record_index, signal in enumerate(signals):
+        n = len(signal)
+        candidates = [(i, j) for i in range(n) for j in range(i + 1, n)]
+        if skip_ties:
+            candidates = [(i, j) for i, j in candidates if any(pair_targets(signal, i, j, min_delta))]
+        order = rng.permutation(len(candidates))[:pairs_per_example]
+        for k in order:
+            i, j = candidates[k]
+            if rng.random() < 0.5:
+                i, j = j, i
+            pairs.append(Pair(record_index, i, j, pair_targets(signal, i, j, min_delta)))
+    return pairs

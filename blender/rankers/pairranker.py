@@ -1,0 +1,135 @@
+"""PairRanker: a cross-encoder that reads `[source; candidate1; candidate2]` and scores both candidates.
+
+As the original `CrossCompareReranker` (PAPER.md §4a): take the encoder's last hidden states at the
+`<|source|>`, `<|candidate1|>` and `<|candidate2|>` tokens; a head (Dropout → Linear 2H→H → Tanh →
+Dropout → Linear H→n_tasks) on concat(source, candidate_k) gives candidate k one score per task; the pair
+logit is the mean over tasks of s1 − s2 (> 0: candidate1 is better).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import Tensor, nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from blender.data.collate import PairEncoder, add_pair_tokens
+
+log = logging.getLogger(__name__)
+
+RANKER_CONFIG_FILE = "ranker_config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class PairRanker(nn.Module):
+    """The pairwise cross-encoder.
+
+    Args:
+        backbone: any Hugging Face encoder returning `last_hidden_state`.
+        tokenizer: its tokenizer; the three marker tokens are added and the embeddings resized.
+        task_names: one output per training signal (paper: ["bartscore"]).
+        dropout: dropout in the head (paper: 0.05).
+        source_max_length: source budget in tokens (paper: 128).
+        candidate_max_length: budget of each candidate (paper: 128).
+        truncation: how long candidates are cut ("head" as the paper, or "head_tail").
+    """
+
+    def __init__(
+        self,
+        backbone: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        task_names: Sequence[str] = ("quality",),
+        dropout: float = 0.05,
+        source_max_length: int = 128,
+        candidate_max_length: int = 128,
+        truncation: str = "head",
+    ) -> None:
+        super().__init__()
+        if not task_names:
+            raise ValueError("PairRanker needs at least one task (training signal)")
+        if add_pair_tokens(tokenizer):
+            # New rows start at the mean of the old embeddings (transformers' default), not at noise.
+            backbone.resize_token_embeddings(len(tokenizer))
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.task_names = list(task_names)
+        self.dropout = dropout
+        self.encoder = PairEncoder(tokenizer, source_max_length, candidate_max_length, truncation)
+        hidden = backbone.config.hidden_size
+        self.head = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(2 * hidden, hidden),
+            nn.Tanh(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, len(self.task_names)),
+        )
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.task_names)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Score both candidates of each pair.
+
+        Args:
+            input_ids: [batch, length] ids from `PairEncoder`, each row holding each marker once.
+            attention_mask: [batch, length].
+        Returns:
+            (s1, s2): [batch, n_tasks] scores of candidate1 and candidate2.
+        """
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+
+        def at(token_id: int) -> Tensor:
+            # argmax finds the first (and only) position of the marker in each row.
+            return hidden[rows, (input_ids == token_id).int().argmax(dim=1)]
+
+        source = at(self.encoder.source_id)
+        scores_first = self.head(torch.cat([source, at(self.encoder.candidate1_id)], dim=-1))
+        scores_second = self.head(torch.cat([source, at(self.encoder.candidate2_id)], dim=-1))
+        return scores_first, scores_second
+
+    def pair_logits(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """[batch] logits, mean over tasks of s1 − s2; > 0 when candidate1 is judged better."""
+        scores_first, scores_second = self(input_ids, attention_mask)
+        return (scores_first - scores_second).mean(dim=-1)
+
+    def settings(self) -> dict:
+        return {
+            "task_names": self.task_names,
+            "dropout": self.dropout,
+            "source_max_length": self.encoder.source_max_length,
+            "candidate_max_length": self.encoder.candidate_max_length,
+            "truncation": self.encoder.truncation,
+        }
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write weights, settings, backbone config and tokenizer to `directory` (a loadable checkpoint)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.backbone.config.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        save_model(self, str(directory / WEIGHTS_FILE))
+        (directory / RANKER_CONFIG_FILE).write_text(json.dumps({"ranker": "pairranker", **self.settings()}, indent=2))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, map_location: str = "cpu") -> PairRanker:
+        """Rebuild a ranker saved with `save`; needs nothing but the folder."""
+        directory = Path(directory)
+        settings_file = directory / RANKER_CONFIG_FILE
+        if not settings_file.is_file():
+            raise FileNotFoundError(f"{directory}: not a ranker checkpoint (no {RANKER_CONFIG_FILE})")
+        settings = json.loads(settings_file.read_text())
+        settings.pop("ranker", None)
+        backbone = AutoModel.from_config(AutoConfig.from_pretrained(directory))
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        ranker = cls(backbone, tokenizer, **settings)
+        load_model(ranker, str(directory / WEIGHTS_FILE), device=map_location)
+        ranker.eval()
+        return ranker

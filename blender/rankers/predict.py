@@ -1,0 +1,152 @@
+"""Run a PairRanker over many pairs: full N×N matrices and online bubble runs.
+
+Pairs from every example go into one pool, are sorted by length and cut into batches under a token budget,
+so little compute goes to padding; each pair's ids are fixed by `PairEncoder`, so a score does not depend
+on the batch it lands in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from blender.aggregation import bubble_runs
+from blender.data.collate import EncodedTexts
+from blender.data.schema import Record
+from blender.rankers.pairranker import PairRanker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InferenceSettings:
+    """How pairs are batched and run.
+
+    Attributes:
+        max_tokens: padded tokens per batch (batch rows × longest row).
+        max_batch_size: rows per batch at most.
+        mixed_precision: "no", "bf16" or "fp16" autocast on the ranker's device.
+        show_progress: draw a progress bar.
+    """
+
+    max_tokens: int = 16384
+    max_batch_size: int = 64
+    mixed_precision: str = "no"
+    show_progress: bool = True
+
+
+def encode_records(ranker: PairRanker, records: Sequence[Record]) -> list[EncodedTexts]:
+    """Tokenize every record's source and candidates once."""
+    return [ranker.encoder.encode_record_texts(r.source, [c.text for c in r.candidates]) for r in records]
+
+
+def length_sorted_batches(lengths: Sequence[int], max_tokens: int, max_batch_size: int) -> list[list[int]]:
+    """Group indices, longest first, into batches whose padded size stays under `max_tokens`."""
+    order = sorted(range(len(lengths)), key=lambda k: -lengths[k])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for k in order:
+        # Sorted longest first, so the batch's first row sets its padded width.
+        width = lengths[current[0]] if current else lengths[k]
+        if current and ((len(current) + 1) * width > max_tokens or len(current) >= max_batch_size):
+            batches.append(current)
+            current = []
+        current.append(k)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _autocast(device: torch.device, mixed_precision: str) -> contextlib.AbstractContextManager:
+    if mixed_precision == "no":
+        return contextlib.nullcontext()
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    if mixed_precision not in dtypes:
+        raise ValueError(f"mixed_precision={mixed_precision!r}; choose no, bf16 or fp16")
+    return torch.autocast(device.type, dtype=dtypes[mixed_precision])
+
+
+@torch.inference_mode()
+def score_pairs(
+    ranker: PairRanker,
+    encoded: Sequence[EncodedTexts],
+    triples: Sequence[tuple[int, int, int]],
+    settings: InferenceSettings | None = None,
+    description: str = "pairs",
+) -> np.ndarray:
+    """Pair logits for (example, first, second) triples.
+
+    Args:
+        ranker: the model (its device is used).
+        encoded: per example, its tokenized texts.
+        triples: (example index, first candidate, second candidate).
+        settings: batching and precision.
+        description: progress bar label.
+    Returns:
+        [len(triples)] logits, > 0 when the first candidate is judged better.
+    """
+    settings = settings or InferenceSettings()
+    was_training = ranker.training
+    ranker.eval()
+    device = next(ranker.parameters()).device
+    sequences = [ranker.encoder.pair_ids(encoded[e], a, b) for e, a, b in triples]
+    batches = length_sorted_batches([len(s) for s in sequences], settings.max_tokens, settings.max_batch_size)
+    logits = np.empty(len(triples), dtype=np.float64)
+    bar = tqdm(total=len(triples), desc=description, unit="pair", disable=not settings.show_progress, leave=False)
+    with _autocast(device, settings.mixed_precision):
+        for batch in batches:
+            inputs = ranker.encoder.pad([sequences[k] for k in batch])
+            out = ranker.pair_logits(inputs["input_ids"].to(device), inputs["attention_mask"].to(device))
+            logits[batch] = out.float().cpu().numpy()
+            bar.update(len(batch))
+    bar.close()
+    ranker.train(was_training)
+    return logits
+
+
+def full_matrices(
+    ranker: PairRanker, records: Sequence[Record], settings: InferenceSettings | None = None
+) -> list[np.ndarray]:
+    """The full N×N logit matrix of every record: both orders of every pair, N(N−1) forward passes each.
+
+    Returns:
+        Per record, [n, n] with M[i, j] the logit of (i as candidate1, j as candidate2) and M[i, i] = 0.
+    """
+    encoded = encode_records(ranker, records)
+    triples = [(e, i, j) for e, r in enumerate(records) for i in range(len(r.candidates))
+               for j in range(len(r.candidates)) if i != j]  # fmt: skip
+    logits = score_pairs(ranker, encoded, triples, settings, description="full matrix")
+    matrices = [np.zeros((len(r.candidates), len(r.candidates))) for r in records]
+    for (e, i, j), value in zip(triples, logits, strict=True):
+        matrices[e][i, j] = value
+    return matrices
+
+
+def bubble_scores_online(
+    ranker: PairRanker,
+    records: Sequence[Record],
+    settings: InferenceSettings | None = None,
+    n_runs: int = 1,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """Bubble runs that only compute the comparisons they need: 2(N−1) forward passes per run.
+
+    Returns:
+        Per record, [n] scores (final position; the highest is the pick).
+    """
+    settings = settings or InferenceSettings()
+    quiet = InferenceSettings(settings.max_tokens, settings.max_batch_size, settings.mixed_precision, False)
+    encoded = encode_records(ranker, records)
+
+    def compare(triples: list[tuple[int, int, int]]) -> np.ndarray:
+        both = [*triples, *[(e, b, a) for e, a, b in triples]]
+        logits = score_pairs(ranker, encoded, both, quiet)
+        return logits[: len(triples)] - logits[len(triples) :]
+
+    return bubble_runs([len(r.candidates) for r in records], compare, n_runs=n_runs, seed=seed)

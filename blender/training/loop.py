@@ -1,0 +1,322 @@
+"""One Accelerate training loop for every model here (rankers now, the fuser later).
+
+A model plugs in with `loss_fn(model, batch) -> (loss, logs)`, a per-epoch batch list and an optional
+`evaluate(model) -> metrics`. The loop handles devices, mixed precision and DeepSpeed (through the
+`accelerate launch` config), gradient accumulation, clipping, the LR schedule, per-epoch validation,
+keeping the best checkpoint by a validation metric, resuming after a kill, progress bars and logging.
+Shaped like open-instruct's `finetune.py`; no HF Trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from blender.files import write_dir_atomic, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, dict[str, Tensor]], tuple[Tensor, dict[str, float]]]
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation and bookkeeping settings (`conf/trainer/*.yaml`).
+
+    Attributes:
+        epochs: passes over the training data.
+        batch_size: examples per micro-batch (pairs, for a ranker).
+        max_steps: stop after this many optimizer steps (None: run all epochs).
+        lr: peak learning rate of the pretrained weights.
+        head_lr: peak learning rate of newly initialised layers (None: same as lr).
+        weight_decay: AdamW decay (not applied to biases and norms).
+        warmup_ratio: share of steps with a linear warm-up.
+        scheduler: a transformers schedule name ("linear", "cosine", "constant_with_warmup").
+        optimizer: "adamw" or "adafactor" (the original ranker used Adafactor).
+        grad_accum: micro-batches per optimizer step.
+        max_grad_norm: clip the gradient norm (None: no clipping).
+        mixed_precision: "no", "bf16", "fp16", or None to take the launcher's setting.
+        seed: seeds weights, sampling and dropout; epoch e draws its data with seed + e.
+        eval_every_epochs: validate after every this many epochs (and after the last).
+        best_metric: the validation metric that picks the best checkpoint.
+        best_mode: "max" or "min".
+        save_every_steps: write a resumable checkpoint every this many optimizer steps.
+        log_every_steps: log the running training loss every this many optimizer steps.
+        resume: continue from `<output_dir>/checkpoints/last` when it exists.
+        show_progress: progress bars (main process only).
+    """
+
+    epochs: int = 1
+    batch_size: int = 8
+    max_steps: int | None = None
+    lr: float = 1e-5
+    head_lr: float | None = None
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    scheduler: str = "linear"
+    optimizer: str = "adamw"
+    grad_accum: int = 1
+    max_grad_norm: float | None = 1.0
+    mixed_precision: str | None = None
+    seed: int = 42
+    eval_every_epochs: int = 1
+    best_metric: str = "val/top1_oracle"
+    best_mode: str = "max"
+    save_every_steps: int = 100
+    log_every_steps: int = 10
+    resume: bool = True
+    show_progress: bool = True
+
+
+@dataclass
+class LoggerSettings:
+    """Experiment tracking (`conf/logger/*.yaml`): "none" or "wandb" (mode "offline" needs no account)."""
+
+    name: str = "none"
+    project: str = "blender"
+    mode: str = "offline"
+    entity: str | None = None
+    run_name: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainerState:
+    """What a resumed run needs besides the weights and optimizer: where it stopped and the best so far."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    global_step: int = 0
+    best_value: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_optimizer(
+    model: nn.Module, settings: TrainSettings, new_parameter_prefixes: Sequence[str] = ()
+) -> torch.optim.Optimizer:
+    """AdamW (or Adafactor) with no decay on biases and norms, and `head_lr` on newly initialised layers."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        is_new = any(name.startswith(p) for p in new_parameter_prefixes)
+        decays = parameter.ndim > 1 and "norm" not in name.lower()
+        groups.setdefault((is_new, decays), []).append(parameter)
+    head_lr = settings.head_lr if settings.head_lr is not None else settings.lr
+    param_groups = [
+        {"params": params, "lr": head_lr if is_new else settings.lr,
+         "weight_decay": settings.weight_decay if decays else 0.0}
+        for (is_new, decays), params in groups.items()
+    ]  # fmt: skip
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(param_groups, lr=settings.lr)
+    if settings.optimizer == "adafactor":
+        from transformers.optimization import Adafactor
+
+        return Adafactor(param_groups, lr=settings.lr, scale_parameter=False, relative_step=False)
+    raise ValueError(f"optimizer {settings.optimizer!r}; choose adamw or adafactor")
+
+
+def _is_better(value: float, best: float | None, mode: str) -> bool:
+    if best is None or math.isnan(best):
+        return not math.isnan(value)
+    return value > best if mode == "max" else value < best
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: LossFn,
+    epoch_batches: Callable[[int], Sequence[dict[str, Tensor]]],
+    settings: TrainSettings,
+    output_dir: str | os.PathLike,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    save_model: Callable[[nn.Module, Path], None] | None = None,
+    new_parameter_prefixes: Sequence[str] = (),
+    logger: LoggerSettings | None = None,
+    run_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train `model`, validating each epoch and keeping the best checkpoint in `<output_dir>/best`.
+
+    Args:
+        model: the module to train.
+        loss_fn: (model, batch) -> (scalar loss, extra logs).
+        epoch_batches: epoch index -> that epoch's micro-batches (deterministic given the index, so a
+            resumed run sees the same data from where it stopped).
+        settings: optimisation settings.
+        output_dir: the run folder; holds `checkpoints/last` (resumable state), `best` and `metrics.jsonl`.
+        evaluate: model -> validation metrics named like "val/top1_oracle".
+        save_model: writes a loadable copy of the (unwrapped) model into a folder.
+        new_parameter_prefixes: parameter-name prefixes trained at `head_lr`.
+        logger: experiment tracking.
+        run_config: the resolved config, stored with the tracker.
+    Returns:
+        {"best_value", "best_epoch", "global_step", "history", "train/loss"}.
+    """
+    output_dir = Path(output_dir)
+    logger = logger or LoggerSettings()
+    accelerator = Accelerator(
+        gradient_accumulation_steps=settings.grad_accum,
+        mixed_precision=settings.mixed_precision,
+        log_with="wandb" if logger.name == "wandb" else None,
+        project_dir=str(output_dir),
+    )
+    set_seed(settings.seed)
+    if logger.name not in ("none", "wandb"):
+        raise ValueError(f"logger {logger.name!r}; choose none or wandb")
+    if logger.name == "wandb":
+        accelerator.init_trackers(
+            logger.project,
+            config=run_config or {},
+            init_kwargs={"wandb": {"mode": logger.mode, "dir": str(output_dir), "entity": logger.entity,
+                                   "name": logger.run_name or output_dir.name, "tags": list(logger.tags)}},
+        )  # fmt: skip
+
+    def my_batches(epoch: int) -> Sequence[dict[str, Tensor]]:
+        batches = epoch_batches(epoch)
+        # Every process gets the same number of micro-batches so no rank waits on a collective forever.
+        per_process = len(batches) // accelerator.num_processes
+        return [batches[k] for k in range(accelerator.process_index, per_process * accelerator.num_processes,
+                                          accelerator.num_processes)]  # fmt: skip
+
+    steps_per_epoch = math.ceil(len(my_batches(0)) / settings.grad_accum)
+    total_steps = steps_per_epoch * settings.epochs
+    if settings.max_steps is not None:
+        total_steps = min(total_steps, settings.max_steps)
+    optimizer = build_optimizer(model, settings, new_parameter_prefixes)
+    scheduler = get_scheduler(
+        settings.scheduler, optimizer, num_warmup_steps=int(settings.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )  # fmt: skip
+    # The scheduler is stepped by hand once per optimizer step, so it is not handed to `prepare`.
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    state = TrainerState()
+    last_dir = output_dir / "checkpoints" / "last"
+    if settings.resume and (last_dir / STATE_FILE).is_file():
+        accelerator.load_state(str(last_dir))
+        state = TrainerState(**json.loads((last_dir / STATE_FILE).read_text()))
+        scheduler.load_state_dict(torch.load(last_dir / "scheduler.pt", weights_only=True))
+        log.info("resumed from %s at epoch %d, batch %d, step %d", last_dir, state.epoch, state.batch_in_epoch,
+                 state.global_step)  # fmt: skip
+
+    def save_last() -> None:
+        tmp = last_dir.with_name("last.tmp")
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        if accelerator.is_main_process:
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+            write_json_atomic(tmp / STATE_FILE, asdict(state))
+            # Swap the finished folder in: a kill before this line leaves the previous checkpoint whole.
+            old = last_dir.with_name("last.old")
+            if last_dir.exists():
+                os.replace(last_dir, old)
+            os.replace(tmp, last_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    metrics_file = output_dir / "metrics.jsonl"
+
+    def record(metrics: dict[str, Any]) -> None:
+        accelerator.log(metrics, step=state.global_step)
+        if accelerator.is_main_process:
+            with metrics_file.open("a") as handle:
+                handle.write(json.dumps({"step": state.global_step, **metrics}) + "\n")
+
+    bar = tqdm(total=total_steps, initial=state.global_step, desc="train", unit="step",
+               disable=not (settings.show_progress and accelerator.is_local_main_process))  # fmt: skip
+    running: list[float] = []
+    last_loss = float("nan")
+    done = state.global_step >= total_steps
+    started = time.perf_counter()
+    while state.epoch < settings.epochs and not done:
+        batches = my_batches(state.epoch)
+        model.train()
+        for index in range(state.batch_in_epoch, len(batches)):
+            batch = {k: v.to(accelerator.device) for k, v in batches[index].items()}
+            with accelerator.accumulate(model):
+                loss, logs = loss_fn(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and settings.max_grad_norm is not None:
+                    accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            running.append(loss.item())
+            state.batch_in_epoch = index + 1
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            state.global_step += 1
+            bar.update(1)
+            last_loss = sum(running) / len(running)
+            bar.set_postfix(loss=f"{last_loss:.4f}")
+            if state.global_step % settings.log_every_steps == 0:
+                record({"train/loss": last_loss, "train/lr": scheduler.get_last_lr()[0], "epoch": state.epoch,
+                        **{f"train/{k}": v for k, v in logs.items()}})  # fmt: skip
+                running = []
+            if state.global_step % settings.save_every_steps == 0:
+                save_last()
+            if state.global_step >= total_steps:
+                done = True
+                break
+        finished_epoch = state.epoch
+        state.epoch += 1
+        state.batch_in_epoch = 0
+        last_epoch = done or state.epoch >= settings.epochs
+        if evaluate is not None and (state.epoch % settings.eval_every_epochs == 0 or last_epoch):
+            _validate(accelerator, model, evaluate, save_model, settings, state, finished_epoch, output_dir, record)
+        save_last()
+    bar.close()
+    if evaluate is None and save_model is not None and accelerator.is_main_process:
+        write_dir_atomic(output_dir / "best", lambda d: save_model(accelerator.unwrap_model(model), d))
+    summary = {"best_value": state.best_value, "best_epoch": state.best_epoch, "global_step": state.global_step,
+               "history": state.history, "train/loss": last_loss,
+               "train_seconds": time.perf_counter() - started}  # fmt: skip
+    accelerator.end_training()
+    return summary
+
+
+def _validate(
+    accelerator: Accelerator,
+    model: nn.Module,
+    evaluate: Callable[[nn.Module], dict[str, float]],
+    save_model: Callable[[nn.Module, Path], None] | None,
+    settings: TrainSettings,
+    state: TrainerState,
+    epoch: int,
+    output_dir: Path,
+    record: Callable[[dict[str, Any]], None],
+) -> None:
+    """Validate on the main process and keep the checkpoint if it is the best so far."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        metrics = evaluate(accelerator.unwrap_model(model))
+        if settings.best_metric not in metrics:
+            raise KeyError(f"trainer.best_metric={settings.best_metric!r} is not among {sorted(metrics)}")
+        value = float(metrics[settings.best_metric])
+        improved = _is_better(value, state.best_value, settings.best_mode)
+        if improved:
+            state.best_value, state.best_epoch = value, epoch
+            if save_model is not None:
+                write_dir_atomic(output_dir / "best", lambda d: save_model(accelerator.unwrap_model(model), d))
+        state.history.append({"epoch": epoch, "step": state.global_step, **metrics})
+        record({**metrics, "epoch": epoch})
+        log.info("epoch %d: %s%s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+                 " (best so far, saved)" if improved else "")  # fmt: skip
+    accelerator.wait_for_everyone()

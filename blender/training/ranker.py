@@ -1,0 +1,158 @@
+"""Train a PairRanker: sample pairs per epoch, batch them by length, validate by the pick's oracle score."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from blender.aggregation import get_aggregation
+from blender.data.pairs import Pair, sample_pairs, signal_matrix
+from blender.data.schema import Record
+from blender.evaluation.ranking import Method, oracle_scores, per_example
+from blender.metrics.correlation import within_instruction_spearman
+from blender.rankers.losses import pairwise_logistic_loss
+from blender.rankers.pairranker import PairRanker
+from blender.rankers.predict import InferenceSettings, bubble_scores_online, encode_records, full_matrices
+from blender.training.loop import LoggerSettings, TrainSettings, fit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PairSampling:
+    """How training pairs are drawn (`ranker.sampling` in config).
+
+    Attributes:
+        pairs_per_example: pairs per instruction per epoch (paper: 5).
+        signal_transform: "none", "logit" or "rank" (see `signal_matrix`).
+        min_delta: signal differences at or below this are ties (no loss).
+        skip_ties: do not spend forward passes on pairs tied on every task.
+    """
+
+    pairs_per_example: int = 5
+    signal_transform: str = "none"
+    min_delta: float = 0.0
+    skip_ties: bool = True
+
+
+class PairBatches(Sequence):
+    """One epoch's micro-batches: pairs grouped by length (less padding), collated on access."""
+
+    def __init__(self, ranker: PairRanker, encoded: Sequence, pairs: Sequence[Pair], batch_size: int, seed: int):
+        rng = np.random.default_rng(seed)
+        self.ranker, self.encoded = ranker, encoded
+        sequences = [ranker.encoder.pair_ids(encoded[p.record_index], p.first, p.second) for p in pairs]
+        order = rng.permutation(len(pairs))
+        # HF's group_by_length: sort inside random mega-batches, then shuffle the batches.
+        mega = batch_size * 16
+        batches = []
+        for start in range(0, len(order), mega):
+            chunk = sorted(order[start : start + mega], key=lambda k: len(sequences[k]))
+            batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        self.batches = [batches[k] for k in rng.permutation(len(batches))]
+        self.sequences, self.pairs = sequences, pairs
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        rows = self.batches[index]
+        batch = self.ranker.encoder.pad([self.sequences[k] for k in rows])
+        batch["targets"] = torch.tensor([self.pairs[k].targets for k in rows], dtype=torch.float32)
+        return batch
+
+
+def ranker_loss(model: PairRanker, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    """The pairwise logistic loss of a batch, and the share of decisive pairs ordered right."""
+    scores_first, scores_second = model(batch["input_ids"], batch["attention_mask"])
+    targets = batch["targets"]
+    loss = pairwise_logistic_loss(scores_first, scores_second, targets)
+    decisive = targets != 0
+    correct = ((scores_first - scores_second) * targets > 0)[decisive].float()
+    return loss, {"pair_accuracy": correct.mean().item() if correct.numel() else float("nan")}
+
+
+def validate_ranker(
+    ranker: PairRanker,
+    records: Sequence[Record],
+    oracle: str,
+    best_model: str,
+    inference: InferenceSettings,
+    mode: str = "bubble",
+    seed: int = 0,
+) -> dict[str, float]:
+    """Validation metrics of the ranker's pick: "bubble" (2(N−1) passes, as the original's training-time
+    eval) or "full" (N(N−1) passes, MaxLogits, plus the within-instruction Spearman)."""
+    started = time.perf_counter()
+    if mode == "bubble":
+        scores = bubble_scores_online(ranker, records, inference, seed=seed)
+    elif mode == "full":
+        scores = [get_aggregation("max_logits")(m) for m in full_matrices(ranker, records, inference)]
+    else:
+        raise ValueError(f"validation mode {mode!r}; choose bubble or full")
+    values = per_example(Method("ranker", scores=scores), records, oracle, best_model)
+    metrics = {f"val/{k}": float(v.mean()) for k, v in values.items()}
+    if mode == "full":
+        metrics["val/spearman_within"] = within_instruction_spearman(scores, [oracle_scores(r, oracle) for r in records])
+    metrics["val/seconds"] = time.perf_counter() - started
+    return metrics
+
+
+def train_ranker(
+    ranker: PairRanker,
+    train_records: Sequence[Record],
+    val_records: Sequence[Record],
+    signals: Sequence[str],
+    oracle: str,
+    best_model: str,
+    sampling: PairSampling,
+    settings: TrainSettings,
+    output_dir: str | os.PathLike,
+    inference: InferenceSettings | None = None,
+    val_mode: str = "bubble",
+    logger: LoggerSettings | None = None,
+    run_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fit the ranker on pairs from `train_records`; keep the checkpoint whose val pick scores best.
+
+    Returns:
+        The loop's summary (best value and epoch, history, final training loss).
+    """
+    inference = inference or InferenceSettings(show_progress=settings.show_progress)
+    signal_by_record = [signal_matrix(r, signals, sampling.signal_transform) for r in train_records]
+    encoded = encode_records(ranker, train_records)
+
+    def epoch_batches(epoch: int) -> PairBatches:
+        rng = np.random.default_rng(settings.seed + epoch)
+        pairs = sample_pairs(signal_by_record, sampling.pairs_per_example, rng, sampling.min_delta, sampling.skip_ties)
+        return PairBatches(ranker, encoded, pairs, settings.batch_size, seed=settings.seed + epoch)
+
+    first = epoch_batches(0)
+    n_decisive = sum(any(t != 0 for t in first.pairs[k].targets) for k in range(len(first.pairs)))
+    log.info("%d training pairs per epoch (%d decisive) in %d batches of %d", len(first.pairs), n_decisive,
+             len(first), settings.batch_size)  # fmt: skip
+
+    def evaluate(model: PairRanker) -> dict[str, float]:
+        return validate_ranker(model, val_records, oracle, best_model, inference, val_mode, seed=settings.seed)
+
+    return fit(
+        ranker,
+        ranker_loss,
+        epoch_batches,
+        settings,
+        output_dir,
+        evaluate=evaluate if val_records else None,
+        save_model=lambda model, directory: model.save(Path(directory)),
+        new_parameter_prefixes=("head.",),
+        logger=logger,
+        run_config=run_config,
+    )
