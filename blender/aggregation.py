@@ -82,7 +82,10 @@ def bubble(logits: np.ndarray, n_runs: int = 1, seed: int = 0) -> np.ndarray:
     Example: with M[i,j] = v_i − v_j and v = [0, 2, 1], the winner (score 2) is candidate 1.
     """
     (scores,) = bubble_runs(
-        [len(logits)], lambda triples: np.array([logits[a, b] - logits[b, a] for _, a, b in triples]), n_runs, seed
+        [len(logits)],
+        lambda triples: np.array([logits[a, b] - logits[b, a] for _, a, b in triples]),
+        n_runs,
+        seed,
     )
     return scores
 

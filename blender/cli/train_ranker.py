@@ -54,7 +54,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         table.update(dataset=data.name, split=data.eval_split, checkpoint=str(output_dir / "best"))
         title = f"{data.name} {data.eval_split}: PairRanker ({cfg.backbone.name_or_path or 'random init'})"
         print_table(table, title)
-        markdown, _ = write_report(table, output_dir / "eval", f"ranking_{data.name}_{data.eval_split}", title)
+        markdown, _ = write_report(
+            table, output_dir / "eval", f"ranking_{data.name}_{data.eval_split}", title
+        )
         log.info("wrote %s", markdown)
         summary["eval"] = table
     return summary

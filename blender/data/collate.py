@@ -103,7 +103,9 @@ class PairEncoder:
         """Tokenize one source and its candidates once; pairs are assembled from these ids."""
         (source_ids,) = self._tokenize([source], self.source_budget)
         keep_tail = self.truncation == "head_tail"
-        return EncodedTexts(source=source_ids, candidates=self._tokenize(candidates, self.candidate_budget, keep_tail))
+        return EncodedTexts(
+            source=source_ids, candidates=self._tokenize(candidates, self.candidate_budget, keep_tail)
+        )
 
     def pair_ids(self, encoded: EncodedTexts, first: int, second: int) -> list[int]:
         """Input ids of `[source; candidate first; candidate second]`."""

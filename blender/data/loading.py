@@ -52,7 +52,9 @@ def read_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[Record
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as error:
-                raise RecordError(f"{path}:{line_no}: not valid JSON ({error.msg} at column {error.colno})") from None
+                raise RecordError(
+                    f"{path}:{line_no}: not valid JSON ({error.msg} at column {error.colno})"
+                ) from None
             record = parse_record(raw, where=f"{path}:{line_no}")
             if record.id in seen_ids:
                 raise RecordError(f"{path}:{line_no}: id {record.id!r} repeats line {seen_ids[record.id]}")
@@ -141,4 +143,11 @@ def load_candidates(
     return loaded
 
 
-__all__ = ["DataPathError", "RecordError", "find_split_file", "load_candidates", "load_hf_split", "read_jsonl"]
+__all__ = [
+    "DataPathError",
+    "RecordError",
+    "find_split_file",
+    "load_candidates",
+    "load_hf_split",
+    "read_jsonl",
+]

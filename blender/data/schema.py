@@ -61,7 +61,12 @@ class Record:
             "output": self.output,
             **self.extra,
             "candidates": [
-                {"model": c.model, "decoding_method": c.decoding_method, "text": c.text, "scores": dict(c.scores)}
+                {
+                    "model": c.model,
+                    "decoding_method": c.decoding_method,
+                    "text": c.text,
+                    "scores": dict(c.scores),
+                }
                 for c in self.candidates
             ],
             **({"cmp_results": dict(self.cmp_results)} if self.cmp_results is not None else {}),
@@ -103,7 +108,9 @@ def parse_record(raw: Any, where: str) -> Record:
     raw_candidates = raw["candidates"]
     if not isinstance(raw_candidates, list) or not raw_candidates:
         raise RecordError(f"{record_where}: 'candidates' must be a non-empty list")
-    candidates = [_parse_candidate(c, f"{record_where}: candidates[{k}]") for k, c in enumerate(raw_candidates)]
+    candidates = [
+        _parse_candidate(c, f"{record_where}: candidates[{k}]") for k, c in enumerate(raw_candidates)
+    ]
     models = [c.model for c in candidates]
     if len(set(models)) != len(models):
         duplicated = sorted({m for m in models if models.count(m) > 1})
@@ -165,7 +172,11 @@ def _parse_cmp_results(raw: Any, models: list[str], where: str) -> dict[str, str
     for key, label in raw.items():
         model_a, sep, model_b = key.partition(",")
         if not sep or model_a not in known or model_b not in known:
-            raise RecordError(f"{where}: cmp_results key {key!r} must be 'modelA,modelB' with both among the candidates")
+            raise RecordError(
+                f"{where}: cmp_results key {key!r} must be 'modelA,modelB' with both among the candidates"
+            )
         if label not in CMP_LABELS:
-            raise RecordError(f"{where}: cmp_results[{key!r}] = {label!r}, expected one of {list(CMP_LABELS)}")
+            raise RecordError(
+                f"{where}: cmp_results[{key!r}] = {label!r}, expected one of {list(CMP_LABELS)}"
+            )
     return dict(raw)

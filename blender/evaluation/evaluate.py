@@ -74,4 +74,6 @@ def evaluate_ranker(
     methods = baseline_methods(records, oracle)
     rankers, _ = ranker_methods(ranker, records, aggregations, inference or InferenceSettings(), seed=seed)
     compare_to = ["Longest", f"model: {best_model}"]
-    return ranking_table(records, oracle, best_model, [*methods, *rankers], bootstrap_samples, seed, compare_to)
+    return ranking_table(
+        records, oracle, best_model, [*methods, *rankers], bootstrap_samples, seed, compare_to
+    )

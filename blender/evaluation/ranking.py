@@ -80,7 +80,9 @@ def interval(values: np.ndarray, indices: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def per_example(method: Method, records: Sequence[Record], oracle: str, best_model: str) -> dict[str, np.ndarray]:
+def per_example(
+    method: Method, records: Sequence[Record], oracle: str, best_model: str
+) -> dict[str, np.ndarray]:
     """Each headline quantity per example for one method."""
     rows: dict[str, list[float]] = {k: [] for k in HEADLINE}
     for e, record in enumerate(records):
@@ -107,7 +109,10 @@ def aligned_ranks(records: Sequence[Record], scores: Sequence[np.ndarray]) -> np
     if any(sorted(r.models) != sorted(models) for r in records):
         return None
     return np.stack(
-        [competition_ranks(s)[[r.models.index(m) for m in models]] for r, s in zip(records, scores, strict=True)]
+        [
+            competition_ranks(s)[[r.models.index(m) for m in models]]
+            for r, s in zip(records, scores, strict=True)
+        ]
     )
 
 
@@ -164,7 +169,12 @@ def ranking_table(
             diff = values_by_name[method.name]["top1_oracle"] - values_by_name[other]["top1_oracle"]
             low, high = interval(diff, indices)
             differences.append(
-                {"method": method.name, "versus": other, "top1_oracle_diff": float(diff.mean()), "ci": (low, high)}
+                {
+                    "method": method.name,
+                    "versus": other,
+                    "top1_oracle_diff": float(diff.mean()),
+                    "ci": (low, high),
+                }
             )
     return {"oracle": oracle, "best_model": best_model, "n_examples": len(records), "rows": rows,
             "differences": differences}  # fmt: skip

@@ -77,7 +77,9 @@ def print_table(table: dict, title: str, console: Console | None = None) -> None
     console.print(rich_table)
     for diff in table["differences"]:
         low, high = diff["ci"]
-        console.print(f"{diff['method']} − {diff['versus']}: {diff['top1_oracle_diff']:+.3f} [{low:+.3f}, {high:+.3f}]")
+        console.print(
+            f"{diff['method']} − {diff['versus']}: {diff['top1_oracle_diff']:+.3f} [{low:+.3f}, {high:+.3f}]"
+        )
 
 
 def write_report(table: dict, directory: str | os.PathLike, stem: str, title: str) -> tuple[Path, Path]:

@@ -9,4 +9,11 @@ from blender.metrics.gpt_rank import (
     scores_from_cmp_results,
 )
 
-__all__ = ["CMP_LABELS", "cmp_matrix", "competition_ranks", "ranks_from_cmp_results", "rank_correlations", "scores_from_cmp_results"]
+__all__ = [
+    "CMP_LABELS",
+    "cmp_matrix",
+    "competition_ranks",
+    "ranks_from_cmp_results",
+    "rank_correlations",
+    "scores_from_cmp_results",
+]

@@ -20,7 +20,12 @@ def _column_mean(values: list[float], what: str) -> float:
     finite = [v for v in values if np.isfinite(v)]
     if len(finite) < len(values):
         # A column whose ranks never vary (e.g. a model always ranked last) has no correlation.
-        log.debug("%s: %d of %d candidate columns are constant and left out", what, len(values) - len(finite), len(values))
+        log.debug(
+            "%s: %d of %d candidate columns are constant and left out",
+            what,
+            len(values) - len(finite),
+            len(values),
+        )
     return float(np.mean(finite)) if finite else float("nan")
 
 

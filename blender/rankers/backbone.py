@@ -68,7 +68,9 @@ def build_backbone(
         (encoder, tokenizer).
     """
     if (name_or_path is None) == (config is None):
-        raise ValueError("give the backbone either name_or_path (pretrained) or config (random init), not both")
+        raise ValueError(
+            "give the backbone either name_or_path (pretrained) or config (random init), not both"
+        )
     tokenizer_name = tokenizer or name_or_path
     if tokenizer_name is None:
         raise ValueError("a backbone built from a config needs backbone.tokenizer (a name or folder)")

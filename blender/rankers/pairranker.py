@@ -56,6 +56,9 @@ class PairRanker(nn.Module):
         if add_pair_tokens(tokenizer):
             # New rows start at the mean of the old embeddings (transformers' default), not at noise.
             backbone.resize_token_embeddings(len(tokenizer))
+        if getattr(backbone, "pooler", None) is not None:
+            # Scores are read at the marker tokens; the [CLS] pooler would cost a matmul and never train.
+            backbone.pooler = None
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.task_names = list(task_names)
@@ -67,7 +70,8 @@ class PairRanker(nn.Module):
             nn.Linear(2 * hidden, hidden),
             nn.Tanh(),
             nn.Dropout(dropout),
-            nn.Linear(hidden, len(self.task_names)),
+            # No bias: it would cancel in s1 − s2, so it could never learn.
+            nn.Linear(hidden, len(self.task_names), bias=False),
         )
 
     @property
@@ -116,7 +120,9 @@ class PairRanker(nn.Module):
         self.backbone.config.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         save_model(self, str(directory / WEIGHTS_FILE))
-        (directory / RANKER_CONFIG_FILE).write_text(json.dumps({"ranker": "pairranker", **self.settings()}, indent=2))
+        (directory / RANKER_CONFIG_FILE).write_text(
+            json.dumps({"ranker": "pairranker", **self.settings()}, indent=2)
+        )
 
     @classmethod
     def load(cls, directory: str | os.PathLike, map_location: str = "cpu") -> PairRanker:

@@ -98,7 +98,9 @@ def score_pairs(
     sequences = [ranker.encoder.pair_ids(encoded[e], a, b) for e, a, b in triples]
     batches = length_sorted_batches([len(s) for s in sequences], settings.max_tokens, settings.max_batch_size)
     logits = np.empty(len(triples), dtype=np.float64)
-    bar = tqdm(total=len(triples), desc=description, unit="pair", disable=not settings.show_progress, leave=False)
+    bar = tqdm(
+        total=len(triples), desc=description, unit="pair", disable=not settings.show_progress, leave=False
+    )
     with _autocast(device, settings.mixed_precision):
         for batch in batches:
             inputs = ranker.encoder.pad([sequences[k] for k in batch])

@@ -170,6 +170,7 @@ def fit(
         {"best_value", "best_epoch", "global_step", "history", "train/loss"}.
     """
     output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
     logger = logger or LoggerSettings()
     accelerator = Accelerator(
         gradient_accumulation_steps=settings.grad_accum,
@@ -280,7 +281,9 @@ def fit(
         state.batch_in_epoch = 0
         last_epoch = done or state.epoch >= settings.epochs
         if evaluate is not None and (state.epoch % settings.eval_every_epochs == 0 or last_epoch):
-            _validate(accelerator, model, evaluate, save_model, settings, state, finished_epoch, output_dir, record)
+            _validate(
+                accelerator, model, evaluate, save_model, settings, state, finished_epoch, output_dir, record
+            )
         save_last()
     bar.close()
     if evaluate is None and save_model is not None and accelerator.is_main_process:
@@ -314,7 +317,9 @@ def _validate(
         if improved:
             state.best_value, state.best_epoch = value, epoch
             if save_model is not None:
-                write_dir_atomic(output_dir / "best", lambda d: save_model(accelerator.unwrap_model(model), d))
+                write_dir_atomic(
+                    output_dir / "best", lambda d: save_model(accelerator.unwrap_model(model), d)
+                )
         state.history.append({"epoch": epoch, "step": state.global_step, **metrics})
         record({**metrics, "epoch": epoch})
         log.info("epoch %d: %s%s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),

@@ -47,7 +47,9 @@ class PairSampling:
 class PairBatches(Sequence):
     """One epoch's micro-batches: pairs grouped by length (less padding), collated on access."""
 
-    def __init__(self, ranker: PairRanker, encoded: Sequence, pairs: Sequence[Pair], batch_size: int, seed: int):
+    def __init__(
+        self, ranker: PairRanker, encoded: Sequence, pairs: Sequence[Pair], batch_size: int, seed: int
+    ):
         rng = np.random.default_rng(seed)
         self.ranker, self.encoded = ranker, encoded
         sequences = [ranker.encoder.pair_ids(encoded[p.record_index], p.first, p.second) for p in pairs]
@@ -102,7 +104,9 @@ def validate_ranker(
     values = per_example(Method("ranker", scores=scores), records, oracle, best_model)
     metrics = {f"val/{k}": float(v.mean()) for k, v in values.items()}
     if mode == "full":
-        metrics["val/spearman_within"] = within_instruction_spearman(scores, [oracle_scores(r, oracle) for r in records])
+        metrics["val/spearman_within"] = within_instruction_spearman(
+            scores, [oracle_scores(r, oracle) for r in records]
+        )
     metrics["val/seconds"] = time.perf_counter() - started
     return metrics
 
@@ -133,7 +137,9 @@ def train_ranker(
 
     def epoch_batches(epoch: int) -> PairBatches:
         rng = np.random.default_rng(settings.seed + epoch)
-        pairs = sample_pairs(signal_by_record, sampling.pairs_per_example, rng, sampling.min_delta, sampling.skip_ties)
+        pairs = sample_pairs(
+            signal_by_record, sampling.pairs_per_example, rng, sampling.min_delta, sampling.skip_ties
+        )
         return PairBatches(ranker, encoded, pairs, settings.batch_size, seed=settings.seed + epoch)
 
     first = epoch_batches(0)
@@ -142,7 +148,9 @@ def train_ranker(
              len(first), settings.batch_size)  # fmt: skip
 
     def evaluate(model: PairRanker) -> dict[str, float]:
-        return validate_ranker(model, val_records, oracle, best_model, inference, val_mode, seed=settings.seed)
+        return validate_ranker(
+            model, val_records, oracle, best_model, inference, val_mode, seed=settings.seed
+        )
 
     return fit(
         ranker,

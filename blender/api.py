@@ -1,0 +1,111 @@
+"""Use a trained ranker from Python.
+
+from blender.api import Blender
+blender = Blender.from_pretrained("outputs/train_ranker/<run_id>/best")
+ranks = blender.rank(["Name a prime."], [["4", "7", "9"]])      # [[3, 1, 2]]-like, 1 = best
+blender.compare("Name a prime.", "7", "4")                       # > 0: the first answer is better
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from blender.aggregation import get_aggregation
+from blender.data.schema import Candidate, Record
+from blender.metrics.gpt_rank import competition_ranks
+from blender.rankers.pairranker import PairRanker
+from blender.rankers.predict import (
+    InferenceSettings,
+    bubble_scores_online,
+    encode_records,
+    full_matrices,
+    score_pairs,
+)
+
+
+def _as_records(
+    instructions: Sequence[str], candidates: Sequence[Sequence[str]], inputs: Sequence[str] | None
+) -> list[Record]:
+    if len(instructions) != len(candidates):
+        raise ValueError(f"{len(instructions)} instructions but {len(candidates)} candidate lists")
+    if inputs is not None and len(inputs) != len(instructions):
+        raise ValueError(f"{len(instructions)} instructions but {len(inputs)} inputs")
+    records = []
+    for k, (instruction, texts) in enumerate(zip(instructions, candidates, strict=True)):
+        if len(texts) < 2:
+            raise ValueError(f"instruction {k}: need at least two candidates to rank, got {len(texts)}")
+        records.append(Record(
+            id=str(k), instruction=instruction, input=inputs[k] if inputs is not None else "", output="",
+            candidates=[Candidate(model=f"candidate_{i}", text=t) for i, t in enumerate(texts)],
+        ))  # fmt: skip
+    return records
+
+
+class Blender:
+    """A trained PairRanker behind `rank` and `compare`.
+
+    Args:
+        ranker: the model.
+        inference: batching and precision of its forward passes.
+    """
+
+    def __init__(self, ranker: PairRanker, inference: InferenceSettings | None = None) -> None:
+        self.ranker = ranker.eval()
+        self.inference = inference or InferenceSettings(show_progress=False)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        checkpoint: str | os.PathLike,
+        device: str | None = None,
+        inference: InferenceSettings | None = None,
+    ) -> Blender:
+        """Load a checkpoint folder written by training (`…/best`); on GPU when there is one."""
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(PairRanker.load(checkpoint).to(device), inference)
+
+    def rank(
+        self,
+        instructions: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        inputs: Sequence[str] | None = None,
+        aggregation: str = "max_logits",
+        seed: int = 0,
+    ) -> list[list[int]]:
+        """Rank each instruction's candidates.
+
+        Args:
+            instructions: one per example.
+            candidates: per example, its candidate answers.
+            inputs: optional per-example inputs (MixInstruct's `input` field).
+            aggregation: "max_logits" (full matrix, the paper's default), "max_wins" (full matrix) or
+                "bubble" (one bubble run online: 2(N−1) forward passes, only the top rank is exact).
+            seed: the bubble run's random starting order.
+        Returns:
+            Per example, the rank of each candidate (1 = best, ties share the better rank).
+        """
+        records = _as_records(instructions, candidates, inputs)
+        if aggregation == "bubble":
+            scores = bubble_scores_online(self.ranker, records, self.inference, seed=seed)
+        else:
+            aggregate = get_aggregation(aggregation)
+            scores = [aggregate(m) for m in full_matrices(self.ranker, records, self.inference)]
+        return [competition_ranks(s).tolist() for s in scores]
+
+    def compare(self, instruction: str, a: str, b: str, input: str = "") -> float:
+        """How much better `a` is than `b` for the instruction: M[a,b] − M[b,a], both orders averaged out.
+
+        Returns:
+            A logit margin; > 0 means `a` is judged better.
+        """
+        (record,) = _as_records([instruction], [[a, b]], [input])
+        encoded = encode_records(self.ranker, [record])
+        logits = score_pairs(self.ranker, encoded, [(0, 0, 1), (0, 1, 0)], self.inference)
+        return float(np.subtract(*logits))
+
+
+__all__ = ["Blender"]

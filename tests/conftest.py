@@ -1,0 +1,107 @@
+"""Shared fixtures: a tokenizer and encoders made on the spot, small records, composed configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import Whitespace
+from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+SHARED = REPO.parent / "shared"
+WORDS = "the answer is good bad a b c d e f g h one two three yes no maybe".split()
+
+
+def make_tiny_tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS])}
+    core = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
+    # BERT-style wrapping, so parts look like the original's [CLS] ... [SEP].
+    from tokenizers.processors import TemplateProcessing
+
+    core.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
+
+
+def make_tiny_encoder(vocab_size: int, seed: int = 0) -> BertModel:
+    import torch
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=128, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)  # fmt: skip
+    return BertModel(config)
+
+
+@pytest.fixture
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    return make_tiny_tokenizer()
+
+
+@pytest.fixture
+def tiny_ranker():
+    from blender.rankers.pairranker import PairRanker
+
+    tokenizer = make_tiny_tokenizer()
+    ranker = PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], dropout=0.0,
+                        source_max_length=12, candidate_max_length=10)  # fmt: skip
+    return ranker.eval()
+
+
+def make_raw_record(index: int, n_candidates: int = 4, with_cmp: bool = True) -> dict:
+    """A small valid record; candidate k's text has k+1 words and score k (longer is better)."""
+    models = [f"m{k}" for k in range(n_candidates)]
+    record = {
+        "id": f"test/{index}",
+        "instruction": "the answer is",
+        "input": "",
+        "output": "the good answer",
+        "candidates": [
+            {
+                "model": m,
+                "decoding_method": "greedy",
+                "text": " ".join(WORDS[4 : 5 + k]) + f" {WORDS[(index + k) % 5]}",
+                "scores": {"gpt4_pref": (k + 1) / (n_candidates + 1), "other": float(-k)},
+            }
+            for k, m in enumerate(models)
+        ],
+    }
+    if with_cmp:
+        record["cmp_results"] = {
+            f"{a},{b}": "B is better" for i, a in enumerate(models) for b in models[i + 1 :]
+        }
+    return record
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def small_dataset(tmp_path: Path) -> Path:
+    """A folder with train (12 records) and val (6 records) splits."""
+    folder = tmp_path / "data"
+    write_jsonl(folder / "train.jsonl", [make_raw_record(i) for i in range(12)])
+    write_jsonl(folder / "val.jsonl", [make_raw_record(100 + i) for i in range(6)])
+    return folder
+
+
+def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)

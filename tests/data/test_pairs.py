@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from blender.data import Record, RecordError, pair_targets, parse_record, sample_pairs, signal_matrix
+from tests.conftest import make_raw_record
+
+
+def record(n: int = 4) -> Record:
+    return parse_record(make_raw_record(0, n), where="test")
+
+
+def test_signal_matrix_reads_each_task_and_transforms():
+    r = record()
+    values = signal_matrix(r, ["gpt4_pref", "other"])
+    assert values.shape == (4, 2)
+    np.testing.assert_allclose(values[:, 0], [0.2, 0.4, 0.6, 0.8])
+    np.testing.assert_allclose(values[:, 1], [0, -1, -2, -3])
+    logit = signal_matrix(r, ["gpt4_pref"], "logit")[:, 0]
+    np.testing.assert_allclose(logit, np.log([0.2 / 0.8, 0.4 / 0.6, 0.6 / 0.4, 0.8 / 0.2]))
+    np.testing.assert_allclose(signal_matrix(r, ["other"], "rank")[:, 0], [4, 3, 2, 1])
+
+
+def test_missing_signal_names_record_candidate_and_choices():
+    with pytest.raises(
+        RecordError, match=r"record 'test/0', candidate 'm0': no score 'bartscore'.*gpt4_pref"
+    ):
+        signal_matrix(record(), ["bartscore"])
+
+
+def test_pair_targets_sign_and_ties():
+    signal = np.array([[0.1, 5.0], [0.3, 5.0], [0.35, 1.0]])
+    assert pair_targets(signal, 0, 1) == (-1.0, 0.0)
+    assert pair_targets(signal, 2, 1) == (1.0, -1.0)
+    assert pair_targets(signal, 2, 1, min_delta=0.1) == (0.0, -1.0)
+
+
+def test_sample_pairs_count_order_and_seed():
+    signals = [np.arange(5, dtype=float)[:, None] for _ in range(20)]
+    pairs = sample_pairs(signals, 5, np.random.default_rng(0))
+    assert len(pairs) == 100
+    assert all(p.first != p.second for p in pairs)
+    # Each target agrees with the signal, and both orders occur (random flip with p = 0.5).
+    assert all(p.targets == (1.0 if p.first > p.second else -1.0,) for p in pairs)
+    flipped = sum(p.first > p.second for p in pairs)
+    assert 30 < flipped < 70
+    again = sample_pairs(signals, 5, np.random.default_rng(0))
+    assert pairs == again
+
+
+def test_sample_pairs_skips_ties_unless_asked():
+    signals = [np.array([[1.0], [1.0], [2.0]])]
+    kept = sample_pairs(signals, 10, np.random.default_rng(0))
+    assert len(kept) == 2 and all(p.targets != (0.0,) for p in kept)
+    assert len(sample_pairs(signals, 10, np.random.default_rng(0), skip_ties=False)) == 3

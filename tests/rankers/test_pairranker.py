@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+
+from blender.data import parse_record
+from blender.rankers import PairRanker, encode_records, full_matrices, score_pairs
+from blender.rankers.predict import InferenceSettings, length_sorted_batches
+from tests.conftest import make_raw_record, make_tiny_encoder, make_tiny_tokenizer
+
+
+def test_adds_markers_and_resizes_embeddings():
+    tokenizer = make_tiny_tokenizer()
+    n = len(tokenizer)
+    ranker = PairRanker(make_tiny_encoder(n), tokenizer, task_names=["a", "b"])
+    assert len(tokenizer) == n + 3
+    assert ranker.backbone.get_input_embeddings().weight.shape[0] == n + 3
+    assert ranker.head[-1].out_features == 2
+
+
+def test_scores_come_from_the_marker_positions(tiny_ranker):
+    encoded = tiny_ranker.encoder.encode_record_texts("the answer", ["good", "bad a"])
+    batch = tiny_ranker.encoder.pad([tiny_ranker.encoder.pair_ids(encoded, 0, 1)])
+    s1, s2 = tiny_ranker(batch["input_ids"], batch["attention_mask"])
+    assert s1.shape == s2.shape == (1, 1)
+    hidden = tiny_ranker.backbone(**batch).last_hidden_state[0]
+    ids = batch["input_ids"][0].tolist()
+    at = {t: hidden[ids.index(i)] for t, i in [("s", tiny_ranker.encoder.source_id),
+          ("c1", tiny_ranker.encoder.candidate1_id), ("c2", tiny_ranker.encoder.candidate2_id)]}  # fmt: skip
+    torch.testing.assert_close(s1[0], tiny_ranker.head(torch.cat([at["s"], at["c1"]])))
+    torch.testing.assert_close(s2[0], tiny_ranker.head(torch.cat([at["s"], at["c2"]])))
+    logit = tiny_ranker.pair_logits(batch["input_ids"], batch["attention_mask"])
+    torch.testing.assert_close(logit, (s1 - s2).mean(-1))
+
+
+def test_pair_logit_is_mean_over_tasks():
+    tokenizer = make_tiny_tokenizer()
+    ranker = PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["a", "b", "c"]).eval()
+    encoded = ranker.encoder.encode_record_texts("the", ["good", "bad"])
+    batch = ranker.encoder.pad([ranker.encoder.pair_ids(encoded, 0, 1)])
+    s1, s2 = ranker(**batch)
+    assert s1.shape == (1, 3)
+    torch.testing.assert_close(ranker.pair_logits(**batch), (s1 - s2).mean(-1))
+
+
+def test_scores_do_not_depend_on_batching_or_order(tiny_ranker):
+    records = [parse_record(make_raw_record(i, n_candidates=5), "t") for i in range(6)]
+    encoded = encode_records(tiny_ranker, records)
+    triples = [(e, i, j) for e in range(6) for i in range(5) for j in range(5) if i != j]
+    reference = score_pairs(
+        tiny_ranker, encoded, triples, InferenceSettings(max_batch_size=1, show_progress=False)
+    )
+    for settings in (InferenceSettings(max_batch_size=8, show_progress=False),
+                     InferenceSettings(max_batch_size=32, show_progress=False),
+                     InferenceSettings(max_tokens=64, show_progress=False)):  # fmt: skip
+        np.testing.assert_allclose(score_pairs(tiny_ranker, encoded, triples, settings), reference, atol=1e-5)
+    shuffled = np.random.default_rng(0).permutation(len(triples))
+    again = score_pairs(
+        tiny_ranker, encoded, [triples[k] for k in shuffled], InferenceSettings(show_progress=False)
+    )
+    np.testing.assert_allclose(again, reference[shuffled], atol=1e-5)
+    # A record's matrix is the same whether it is ranked alone or with others.
+    alone = full_matrices(tiny_ranker, records[2:3], InferenceSettings(show_progress=False))[0]
+    together = full_matrices(tiny_ranker, records, InferenceSettings(show_progress=False))[2]
+    np.testing.assert_allclose(alone, together, atol=1e-5)
+    assert np.all(np.diag(together) == 0)
+
+
+def test_length_sorted_batches_respect_the_token_budget():
+    lengths = [5, 50, 7, 49, 20, 3]
+    batches = length_sorted_batches(lengths, max_tokens=100, max_batch_size=3)
+    assert sorted(k for b in batches for k in b) == list(range(6))
+    for batch in batches:
+        assert len(batch) <= 3 and len(batch) * max(lengths[k] for k in batch) <= 100
+    assert batches[0] == [1, 3]  # longest first
+
+
+def test_save_and_load_round_trip(tiny_ranker, tmp_path):
+    tiny_ranker.save(tmp_path / "ckpt")
+    loaded = PairRanker.load(tmp_path / "ckpt")
+    assert loaded.settings() == tiny_ranker.settings()
+    records = [parse_record(make_raw_record(0), "t")]
+    settings = InferenceSettings(show_progress=False)
+    np.testing.assert_allclose(full_matrices(loaded, records, settings)[0], full_matrices(tiny_ranker, records, settings)[0],
+                               atol=1e-6)  # fmt: skip
+
+
+def test_load_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a ranker checkpoint"):
+        PairRanker.load(tmp_path)

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from blender.aggregation import (
+    AGGREGATIONS,
+    bubble,
+    bubble_runs,
+    forward_passes,
+    get_aggregation,
+    max_logits,
+    max_wins,
+)
+
+
+def consistent_matrix(values):
+    values = np.asarray(values, dtype=float)
+    matrix = values[:, None] - values[None, :]
+    np.fill_diagonal(matrix, 0)
+    return matrix
+
+
+def test_max_logits_docstring_example():
+    np.testing.assert_allclose(max_logits(np.array([[0.0, 2.0], [-1.0, 0.0]])), [3.0, -3.0])
+
+
+def test_max_wins_docstring_example():
+    np.testing.assert_allclose(max_wins(np.array([[0.0, 2.0], [-1.0, 0.0]])), [2, 0])
+
+
+def test_max_wins_counts_both_orders():
+    # Order matters: candidate 0 beats 1 as candidate1 (M[0,1] > 0) but loses as candidate2 (M[1,0] > 0).
+    matrix = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]])
+    np.testing.assert_allclose(max_wins(matrix), [2 + 1, 1 + 0, 1 + 1])
+
+
+def test_every_aggregation_finds_the_best_of_a_consistent_matrix():
+    matrix = consistent_matrix([0.3, 2.0, -1.0, 1.0, 0.5])
+    for name, aggregate in AGGREGATIONS.items():
+        assert int(np.argmax(aggregate(matrix))) == 1, name
+
+
+def test_bubble_full_runs_sort_and_one_run_finds_the_top():
+    values = [0.3, 2.0, -1.0, 1.0, 0.5]
+    matrix = consistent_matrix(values)
+    for seed in range(5):
+        assert np.argmax(bubble(matrix, n_runs=1, seed=seed)) == 1
+        np.testing.assert_array_equal(np.argsort(bubble(matrix, n_runs=4, seed=seed)), np.argsort(values))
+
+
+def test_bubble_online_asks_only_for_n_minus_1_comparisons_in_lockstep():
+    matrices = [consistent_matrix(v) for v in ([0, 3, 1], [5, 1, 2, 0])]
+    calls = []
+
+    def compare(triples):
+        calls.append(triples)
+        return np.array([matrices[e][a, b] - matrices[e][b, a] for e, a, b in triples])
+
+    scores = bubble_runs([3, 4], compare, n_runs=1, seed=0)
+    assert [int(np.argmax(s)) for s in scores] == [1, 0]
+    assert sum(len(c) for c in calls) == 2 + 3
+    assert len(calls) == 3  # one batched call per step
+
+
+def test_forward_passes():
+    assert forward_passes("max_logits", 11) == 110
+    assert forward_passes("bubble", 11) == 20
+    assert forward_passes("bubble", 11, n_runs=10) == 110
+
+
+def test_unknown_aggregation_lists_choices():
+    with pytest.raises(KeyError, match="bubble.*max_logits.*max_wins"):
+        get_aggregation("borda")
