@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -87,15 +88,17 @@ class ChatClient:
         """Close the connection pool."""
         self._http.close()
 
-    def complete(self, body: dict[str, Any]) -> ChatReply:
+    def complete(self, body: dict[str, Any], stop: threading.Event | None = None) -> ChatReply:
         """Send one chat-completions request, retrying transient failures.
 
         Args:
             body: the JSON body ("model", "messages", sampling settings).
+            stop: when set, retries end at once (a request already sent still gets its answer).
         Returns:
             The first choice of the first successful (HTTP 200) reply.
         Raises:
-            ChatError: on a status that is not retried, or when `max_retries` retries all failed.
+            ChatError: on a status that is not retried, when `max_retries` retries all failed, or when
+                `stop` was set while waiting to retry.
         """
         last_error = ""
         for attempt in range(self.max_retries + 1):
@@ -132,7 +135,12 @@ class ChatClient:
                 self.max_retries,
                 wait_s,
             )
-            time.sleep(wait_s)
+            if stop is not None and stop.wait(wait_s):
+                raise ChatError(
+                    f"POST {self.url}: retries stopped (another request failed); last: {last_error}"
+                )
+            if stop is None:
+                time.sleep(wait_s)
         raise ChatError(f"POST {self.url}: gave up after {self.max_retries + 1} attempts; last: {last_error}")
 
     def _backoff_s(self, attempt: int) -> float:

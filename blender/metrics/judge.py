@@ -341,16 +341,18 @@ class PairwiseJudge:
         if not todo:
             return labels
         client = self._get_client()
+        stop = threading.Event()
         with ThreadPoolExecutor(max_workers=min(self.settings.max_concurrency, len(todo))) as pool:
-            futures = {pool.submit(self._ask, client, request): request for request in todo}
+            futures = {pool.submit(self._ask, client, request, stop): request for request in todo}
             try:
                 for n_done, future in enumerate(as_completed(futures), start=1):
                     labels[futures[future].key] = future.result()
                     if n_done % 100 == 0 or n_done == len(todo):
                         log.info("judge %s: %d/%d answered", self.settings.model, n_done, len(todo))
             except BaseException:
-                # Stop queued requests; leaving the `with` waits for those in flight, whose answers
-                # (already paid for) are cached as they arrive.
+                # Drop queued requests and end others' retries; leaving the `with` waits for requests
+                # already sent, whose answers (paid for) are cached as they arrive.
+                stop.set()
                 for future in futures:
                     future.cancel()
                 raise
@@ -377,11 +379,15 @@ class PairwiseJudge:
             )
         return self._client
 
-    def _ask(self, client: ChatClient, request: _Request) -> str:
+    def _ask(self, client: ChatClient, request: _Request, stop: threading.Event) -> str:
         answer = None
         for attempt in range(self.settings.max_parse_retries + 1):
+            if stop.is_set():
+                raise JudgeError(
+                    f"judge {self.settings.model}, {request.where}: stopped (another request failed)"
+                )
             try:
-                reply = client.complete(request.body)
+                reply = client.complete(request.body, stop=stop)
             except ChatError as exc:
                 raise JudgeError(f"judge {self.settings.model}, {request.where}: {exc}") from exc
             self._count(reply)

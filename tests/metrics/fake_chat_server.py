@@ -1,7 +1,7 @@
 """A chat-completions server on 127.0.0.1 for the judge's tests: scripted failures, counted requests.
 
-`POST /v1/chat/completions` answers with the first scripted `Reply` still queued, else as `answer_fn`
-decides from the user message. Everything received is recorded so tests can count calls, the paid ones
+`POST /v1/chat/completions` answers with the first scripted `Reply` still queued, else with `failure`
+once `paid_limit` answers were paid, else as `answer_fn` decides from the user message. Everything received is recorded so tests can count calls, the paid ones
 (HTTP 200 with an answer) and the largest number of requests in flight at once.
 """
 
@@ -109,10 +109,10 @@ class FakeChatServer:
 
     def next_reply(self, prompt: str) -> Reply:
         """Pick the reply to a request (called under `lock`)."""
-        if self.paid_limit is not None and len(self.paid) >= self.paid_limit:
-            return self.failure
         if self.script:
             return self.script.popleft()
+        if self.paid_limit is not None and len(self.paid) >= self.paid_limit:
+            return self.failure
         return Reply(delay_s=self.delay_s)
 
 

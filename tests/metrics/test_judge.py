@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -295,6 +296,18 @@ def test_bad_key_fails_at_once_without_showing_it(
     assert len(server.received) == 1
     assert SECRET not in str(error.value) and "***" in str(error.value)
     assert SECRET not in caplog.text
+
+
+def test_one_fatal_error_ends_the_others_retries(server: FakeChatServer, settings: JudgeSettings) -> None:
+    server.script.append(Reply(status=401))
+    server.paid_limit = 0  # every other request gets HTTP 500
+    slow_retries = replace(settings, backoff_base_s=0.5, backoff_max_s=0.5, max_retries=8)
+    start = time.monotonic()
+    with pytest.raises(JudgeError, match="HTTP 401"):
+        judge_split(make_records(1, [1, 2, 3]), slow_retries)
+    # Without the stop, the pairs stuck on 500s would retry for about 8 x 0.4 s.
+    assert time.monotonic() - start < 1.0
+    assert len(server.received) <= 4
 
 
 def test_missing_key_is_named(settings: JudgeSettings, monkeypatch: pytest.MonkeyPatch) -> None:
