@@ -1,8 +1,9 @@
 """A chat-completions server on 127.0.0.1 for the judge's tests: scripted failures, counted requests.
 
 `POST /v1/chat/completions` answers with the first scripted `Reply` still queued, else with `failure`
-once `paid_limit` answers were paid, else as `answer_fn` decides from the user message. Everything received is recorded so tests can count calls, the paid ones
-(HTTP 200 with an answer) and the largest number of requests in flight at once.
+once `paid_limit` answers were granted, else as `answer_fn` decides from the user message. Everything
+received is recorded so tests can count calls, the paid ones (HTTP 200 with an answer) and the largest
+number of requests in flight at once.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class FakeChatServer:
         self.paid: list[Received] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self._granted = 0
         self.lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self.base_url = ""
@@ -111,8 +113,10 @@ class FakeChatServer:
         """Pick the reply to a request (called under `lock`)."""
         if self.script:
             return self.script.popleft()
-        if self.paid_limit is not None and len(self.paid) >= self.paid_limit:
+        # Counted when granted, not when sent, so concurrent requests cannot overshoot the limit.
+        if self.paid_limit is not None and self._granted >= self.paid_limit:
             return self.failure
+        self._granted += 1
         return Reply(delay_s=self.delay_s)
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -347,7 +351,7 @@ def test_crash_then_recovery_pays_each_prompt_once(settings: JudgeSettings, fail
     with FakeChatServer(paid_limit=5, failure=failure) as dying:
         with pytest.raises(JudgeError, match="gave up after"):
             judge_split(records, replace(settings, base_url=dying.base_url, max_retries=2))
-    assert 5 <= len(dying.paid) < 20
+    assert len(dying.paid) == 5
     with sqlite3.connect(settings.cache_path) as db:
         assert db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == len(dying.paid)
 
@@ -359,6 +363,57 @@ def test_crash_then_recovery_pays_each_prompt_once(settings: JudgeSettings, fail
     paid_prompts = Counter(r.prompt for r in dying.paid + restarted.paid)
     assert len(paid_prompts) == 20
     assert set(paid_prompts.values()) == {1}
+
+
+_CHILD_JUDGE = """
+import json, sys
+from types import SimpleNamespace as NS
+from blender.metrics.judge import JudgeSettings, judge_split
+job = json.load(open(sys.argv[1]))
+records = [NS(**{**r, "candidates": [NS(**c) for c in r["candidates"]]}) for r in job["records"]]
+judge_split(records, JudgeSettings(**job["settings"]))
+"""
+
+
+def test_killed_process_restarts_without_paying_twice(
+    server: FakeChatServer, settings: JudgeSettings, tmp_path: Path
+) -> None:
+    """A judging process is killed (SIGKILL) mid-run; the rerun pays only for the answers it never got."""
+    qualities = [3, 1, 4, 1, 5]
+    records = make_records(2, qualities)  # 20 pairs
+    # After 5 answers the server hangs, so the child is killed with requests in flight.
+    server.paid_limit, server.failure = 5, Reply(status=503, delay_s=30)
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"records": [asdict(r) for r in records], "settings": asdict(settings)}))
+    repo_root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD_JUDGE, str(job)], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while _cached_answers(settings.cache_path) < 5:
+            assert child.poll() is None and time.monotonic() < deadline, "the child judge never got 5 answers"
+            time.sleep(0.02)
+    finally:
+        child.kill()
+        child.wait()
+    assert len(server.paid) == 5
+
+    server.paid_limit = None
+    cmp_results, tally = judge_split(records, settings)
+    assert cmp_results == [expected_cmp_results(qualities)] * 2
+    assert (tally.cache_hits, tally.paid_calls) == (5, 15)
+    paid_prompts = Counter(r.prompt for r in server.paid)
+    assert len(paid_prompts) == 20 and set(paid_prompts.values()) == {1}
+
+
+def _cached_answers(cache_path: str) -> int:
+    if not Path(cache_path).exists():
+        return 0
+    try:
+        with sqlite3.connect(cache_path) as db:
+            return db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+    except sqlite3.OperationalError:  # the child has not created the table yet
+        return 0
 
 
 def test_key_stays_out_of_logs_and_cache(
