@@ -89,12 +89,15 @@ class JudgeSettings:
         seed: seeds the A/B order of each pair.
         dedup_repeat: window of `deduplicate_string` applied to candidate texts; None sends them as they are.
         max_concurrency: requests in flight at once (the paper used 5 threads).
-        max_retries: retries of one request after a 429, 5xx, timeout or connection error.
+        max_retries: retries of one request after a 408, 409, 429, 5xx, timeout or connection error.
         max_parse_retries: new requests after an unparsable answer (the paper's limit was 3).
         backoff_base_s: first wait before a retry; doubles each time.
         backoff_max_s: longest exponential wait (a server's Retry-After is honoured as sent).
         timeout_s: limit for connecting and for each read of a request.
-        cache_path: SQLite file of answers; None keeps none (every run pays again).
+        cache_path: SQLite file of answers; None keeps none (every run pays again). Answers are keyed by
+            the request body (model, messages, sampling settings, `extra_body`), not by `base_url` or key:
+            the same model behind a proxy or a restarted server shares answers; give two different judges
+            that share a model name different files.
         price_per_1k_prompt: price per 1000 prompt tokens, for the cost estimate.
         price_per_1k_completion: price per 1000 completion tokens, for the cost estimate.
     """
@@ -276,7 +279,10 @@ class PairwiseJudge:
                     plan[pair].append((key, swapped))
             plans.append(plan)
 
-        labels = self._resolve(requests)
+        try:
+            labels = self._resolve(requests)
+        finally:
+            self._log_tally()
         results = []
         for plan in plans:
             cmp_results = {}
@@ -284,10 +290,13 @@ class PairwiseJudge:
                 verdicts = [swap_label(labels[key]) if swapped else labels[key] for key, swapped in asked]
                 cmp_results[pair] = verdicts[0] if len(verdicts) == 1 else combine_verdicts(*verdicts)
             results.append(cmp_results)
+        return results
+
+    def _log_tally(self) -> None:
         tally = self.tally
         log.info(
-            "judge %s: %d paid calls (%d unparsable), %d cache hits, %d retries, %d prompt + %d completion "
-            "tokens, estimated cost %.4f",
+            "judge %s, totals: %d paid calls (%d unparsable), %d cache hits, %d retries, %d prompt + %d "
+            "completion tokens, estimated cost %.4f",
             self.settings.model,
             tally.paid_calls,
             tally.unparsable,
@@ -297,7 +306,6 @@ class PairwiseJudge:
             tally.completion_tokens,
             tally.cost,
         )
-        return results
 
     def _clean(self, text: str) -> str:
         repeat = self.settings.dedup_repeat

@@ -457,6 +457,21 @@ def test_gpt_rank_from_judged_split(settings: JudgeSettings) -> None:
     }
 
 
+def test_records_with_fewer_than_two_candidates_need_no_call(
+    server: FakeChatServer, settings: JudgeSettings
+) -> None:
+    records = [Rec("q", "", []), Rec("q", "", [Cand("only", "quality 1")])]
+    assert judge_split(records, settings)[0] == [{}, {}]
+    assert server.received == []
+
+
+def test_prompt_template_needs_all_placeholders() -> None:
+    with pytest.raises(ValueError, match=r"lacks placeholders \['candidate2'\]"):
+        JudgeSettings(prompt_template="${instruction} ${input} ${candidate1}")
+    with pytest.raises(ValueError, match="bad placeholder"):
+        JudgeSettings(prompt_template="${instruction} ${input} ${candidate1} ${candidate2} ${extra}")
+
+
 def test_repeated_model_names_are_refused(settings: JudgeSettings) -> None:
     record = Rec("q", "", [Cand("same", "quality 1"), Cand("same", "quality 2")])
     with pytest.raises(JudgeError, match="record 0: candidates' models repeat"):
