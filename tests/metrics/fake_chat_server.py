@@ -48,7 +48,7 @@ class Reply:
     content: str | None = None  # the answer for a 200; None asks answer_fn
     delay_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
-    body: str | None = None  # raw body for non-200 replies
+    body: str | None = None  # raw body, sent as is (for a 200 too: a broken completion)
     drop: bool = False  # close the connection without answering, as a dead server
 
 
@@ -146,7 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.drop:
                 self.close_connection = True
                 return
-            if reply.status != 200:
+            if reply.status != 200 or reply.body is not None:
                 self._send(reply.status, reply.body or "{}", reply.headers)
                 return
             content = reply.content if reply.content is not None else server.answer_fn(received.prompt)

@@ -274,6 +274,13 @@ def test_retries_429_500_timeout_and_garbage(server: FakeChatServer, settings: J
     assert (tally.paid_calls, tally.unparsable, tally.retries) == (3, 2, 4)
 
 
+def test_broken_200_replies_are_retried(server: FakeChatServer, settings: JudgeSettings) -> None:
+    server.script.extend([Reply(body="<html>proxy error</html>"), Reply(body='{"choices": []}')])
+    cmp_results, tally = judge_split(make_records(1, [2, 1]), settings)
+    assert cmp_results == [{"m0,m1": "A is better"}]
+    assert (len(server.received), tally.retries, tally.paid_calls) == (3, 2, 1)
+
+
 def test_unparsable_answers_raise_naming_the_pair(server: FakeChatServer, settings: JudgeSettings) -> None:
     server.answer_fn = lambda prompt: "Both are fine I guess"
     with pytest.raises(JudgeError, match=r"pair 'm0,m1'.*last answer 'Both are fine I guess'"):
