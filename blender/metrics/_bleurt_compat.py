@@ -59,14 +59,18 @@ def find_pruneable_heads_and_indices(
     return to_prune, torch.arange(len(keep))[keep].long()
 
 
-def _get_extended_attention_mask(self: torch.nn.Module, attention_mask: Tensor, input_shape: tuple[int, ...]) -> Tensor:
+def _get_extended_attention_mask(
+    self: torch.nn.Module, attention_mask: Tensor, input_shape: tuple[int, ...]
+) -> Tensor:
     """[batch, seq] or [batch, seq, seq] 0/1 mask -> additive [batch, 1, (1|seq), seq] mask (encoder only)."""
     if attention_mask.dim() == 3:
         extended = attention_mask[:, None, :, :]
     elif attention_mask.dim() == 2:
         extended = attention_mask[:, None, None, :]
     else:
-        raise ValueError(f"attention_mask of shape {tuple(attention_mask.shape)} for input of shape {input_shape}")
+        raise ValueError(
+            f"attention_mask of shape {tuple(attention_mask.shape)} for input of shape {input_shape}"
+        )
     extended = extended.to(dtype=self.dtype)
     # The most negative finite value, not -inf, so a fully masked row gives uniform attention rather than NaN.
     return (1.0 - extended) * torch.finfo(self.dtype).min

@@ -87,7 +87,9 @@ class BARTScore:
                 source = self._encode(batch_sources)
                 target = self._encode(targets[start : start + self.batch_size])
                 # Teacher forcing: the decoder reads the target shifted right by one (BART starts it with </s>).
-                decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=target["input_ids"])
+                decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(
+                    labels=target["input_ids"]
+                )
                 logits = self.model(
                     input_ids=source["input_ids"],
                     attention_mask=source["attention_mask"],

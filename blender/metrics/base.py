@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,9 @@ def require(module: str, package: str, metric: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise ImportError(f"{metric} needs the {package.split('>')[0]!r} package: pip install '{package}'") from error
+        raise ImportError(
+            f"{metric} needs the {package.split('>')[0]!r} package: pip install '{package}'"
+        ) from error
 
 
 def resolve_name_or_path(name_or_path: str) -> str:
@@ -98,7 +101,9 @@ def resolve_device(device: str) -> torch.device:
 def check_pairs(candidates: list[str], references: list[str]) -> None:
     """Fail unless candidates and references are aligned lists of strings."""
     if len(candidates) != len(references):
-        raise ValueError(f"{len(candidates)} candidates but {len(references)} references: give one reference per candidate")
+        raise ValueError(
+            f"{len(candidates)} candidates but {len(references)} references: give one reference per candidate"
+        )
     for what, texts in (("candidate", candidates), ("reference", references)):
         for i, text in enumerate(texts):
             if not isinstance(text, str):
@@ -118,9 +123,18 @@ def build_metrics(metric_set: Mapping[str, Any]) -> dict[str, ReferenceMetric]:
     for name, node in metric_set.items():
         if node is None:  # `metrics.bleurt=null` also drops one
             continue
-        metric = instantiate(node, name=name)
+        try:
+            metric = instantiate(node, name=name)
+        except InstantiationException as error:
+            # Hydra wraps the constructor's error in its own; a missing checkpoint's message (which one, how to
+            # provide it) should reach the user as it is, not inside a repr.
+            if isinstance(error.__cause__, MetricLoadError):
+                raise MetricLoadError(f"metrics.{name}: {error.__cause__}") from error.__cause__
+            raise
         if not isinstance(metric, ReferenceMetric):
-            raise TypeError(f"metrics.{name}: {type(metric).__name__} has no `name` and `score(candidates, references)`")
+            raise TypeError(
+                f"metrics.{name}: {type(metric).__name__} has no `name` and `score(candidates, references)`"
+            )
         metrics[name] = metric
         log.info("built metric %s (%s)", name, type(metric).__name__)
     return metrics

@@ -65,7 +65,9 @@ class BERTScore:
                 use_fast_tokenizer=use_fast_tokenizer,
             )
         except (OSError, ValueError) as error:
-            raise checkpoint_error("BERTScore", self.model_type, f"metrics.{name}.name_or_path", error) from error
+            raise checkpoint_error(
+                "BERTScore", self.model_type, f"metrics.{name}.name_or_path", error
+            ) from error
         self.num_layers = self.scorer.num_layers
 
     def score(self, candidates: list[str], references: list[str]) -> list[float]:

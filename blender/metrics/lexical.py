@@ -45,7 +45,12 @@ class BLEU:
             n scores in [0, 100].
         """
         check_pairs(candidates, references)
-        pairs = tqdm(zip(candidates, references), total=len(candidates), desc=self.name, disable=not self.show_progress)
+        pairs = tqdm(
+            zip(candidates, references, strict=True),
+            total=len(candidates),
+            desc=self.name,
+            disable=not self.show_progress,
+        )
         return [self._bleu.sentence_score(candidate, [reference]).score for candidate, reference in pairs]
 
 
@@ -60,7 +65,11 @@ class ROUGE:
     """
 
     def __init__(
-        self, rouge_type: str = "rougeL", use_stemmer: bool = True, show_progress: bool = True, name: str = "rouge"
+        self,
+        rouge_type: str = "rougeL",
+        use_stemmer: bool = True,
+        show_progress: bool = True,
+        name: str = "rouge",
     ) -> None:
         if rouge_type not in ROUGE_TYPES:
             raise ValueError(f"metrics.{name}.rouge_type={rouge_type!r}; choose one of {ROUGE_TYPES}")
@@ -80,6 +89,14 @@ class ROUGE:
             n scores in [0, 1].
         """
         check_pairs(candidates, references)
-        pairs = tqdm(zip(candidates, references), total=len(candidates), desc=self.name, disable=not self.show_progress)
+        pairs = tqdm(
+            zip(candidates, references, strict=True),
+            total=len(candidates),
+            desc=self.name,
+            disable=not self.show_progress,
+        )
         # rouge-score takes (target, prediction).
-        return [self._scorer.score(reference, candidate)[self.rouge_type].fmeasure for candidate, reference in pairs]
+        return [
+            self._scorer.score(reference, candidate)[self.rouge_type].fmeasure
+            for candidate, reference in pairs
+        ]

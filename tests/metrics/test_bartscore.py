@@ -40,7 +40,7 @@ def tiny_bartscore(tiny_bart_dir: Path) -> BARTScore:
 
 def test_matches_per_token_loop(tiny_bartscore: BARTScore, tiny_bart_dir: Path) -> None:
     # The paper's direction: the candidate is the source, the reference the target.
-    expected = [hand_bartscore(tiny_bart_dir, c, r) for c, r in zip(CANDIDATES, REFERENCES)]
+    expected = [hand_bartscore(tiny_bart_dir, c, r) for c, r in zip(CANDIDATES, REFERENCES, strict=True)]
     scores = tiny_bartscore.score(CANDIDATES, REFERENCES)
     assert scores == pytest.approx(expected, rel=1e-5)
     assert all(score < 0 for score in scores)
@@ -48,15 +48,21 @@ def test_matches_per_token_loop(tiny_bartscore: BARTScore, tiny_bart_dir: Path) 
 
 
 def test_reverse_direction_swaps_source_and_target(tiny_bart_dir: Path) -> None:
-    metric = BARTScore(str(tiny_bart_dir), direction="reference_to_candidate", device="cpu", show_progress=False)
-    expected = [hand_bartscore(tiny_bart_dir, r, c) for c, r in zip(CANDIDATES, REFERENCES)]
+    metric = BARTScore(
+        str(tiny_bart_dir), direction="reference_to_candidate", device="cpu", show_progress=False
+    )
+    expected = [hand_bartscore(tiny_bart_dir, r, c) for c, r in zip(CANDIDATES, REFERENCES, strict=True)]
     assert metric.score(CANDIDATES, REFERENCES) == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 4])
-def test_batch_size_does_not_change_scores(tiny_bartscore: BARTScore, tiny_bart_dir: Path, batch_size: int) -> None:
+def test_batch_size_does_not_change_scores(
+    tiny_bartscore: BARTScore, tiny_bart_dir: Path, batch_size: int
+) -> None:
     metric = BARTScore(str(tiny_bart_dir), batch_size=batch_size, device="cpu", show_progress=False)
-    assert metric.score(CANDIDATES, REFERENCES) == pytest.approx(tiny_bartscore.score(CANDIDATES, REFERENCES), rel=1e-6)
+    assert metric.score(CANDIDATES, REFERENCES) == pytest.approx(
+        tiny_bartscore.score(CANDIDATES, REFERENCES), rel=1e-6
+    )
 
 
 def test_state_dict_path_loads_weights_over_the_checkpoint(tiny_bart_dir: Path, tmp_path: Path) -> None:
@@ -65,9 +71,16 @@ def test_state_dict_path_loads_weights_over_the_checkpoint(tiny_bart_dir: Path, 
         model.model.shared.weight.mul_(0.5)
     torch.save(model.state_dict(), tmp_path / "bart_score.pth")
     plain = BARTScore(str(tiny_bart_dir), device="cpu", show_progress=False)
-    loaded = BARTScore(str(tiny_bart_dir), state_dict_path=str(tmp_path / "bart_score.pth"), device="cpu", show_progress=False)
+    loaded = BARTScore(
+        str(tiny_bart_dir),
+        state_dict_path=str(tmp_path / "bart_score.pth"),
+        device="cpu",
+        show_progress=False,
+    )
     assert torch.equal(loaded.model.model.shared.weight, model.model.shared.weight)
-    assert loaded.score(CANDIDATES, REFERENCES) != pytest.approx(plain.score(CANDIDATES, REFERENCES), abs=1e-3)
+    assert loaded.score(CANDIDATES, REFERENCES) != pytest.approx(
+        plain.score(CANDIDATES, REFERENCES), abs=1e-3
+    )
 
 
 def test_unknown_direction_lists_choices(tiny_bart_dir: Path) -> None:
@@ -76,5 +89,7 @@ def test_unknown_direction_lists_choices(tiny_bart_dir: Path) -> None:
 
 
 def test_missing_checkpoint_names_it(hub_offline: None) -> None:
-    with pytest.raises(OSError, match=r"BARTScore checkpoint 'facebook/bart-large-cnn'.*metrics\.bartscore\.name_or_path=DIR"):
+    with pytest.raises(
+        OSError, match=r"BARTScore checkpoint 'facebook/bart-large-cnn'.*metrics\.bartscore\.name_or_path=DIR"
+    ):
         BARTScore("facebook/bart-large-cnn", device="cpu")

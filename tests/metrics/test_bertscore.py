@@ -44,7 +44,9 @@ def hand_bertscore_f1(folder: Path, num_layers: int, candidate: str, reference: 
 
 @pytest.fixture(scope="module")
 def tiny_bertscore(tiny_bert_dir: Path) -> BERTScore:
-    return BERTScore(name_or_path=str(tiny_bert_dir), num_layers=2, batch_size=3, device="cpu", show_progress=False)
+    return BERTScore(
+        name_or_path=str(tiny_bert_dir), num_layers=2, batch_size=3, device="cpu", show_progress=False
+    )
 
 
 def test_identical_strings_score_one(tiny_bertscore: BERTScore) -> None:
@@ -52,18 +54,24 @@ def test_identical_strings_score_one(tiny_bertscore: BERTScore) -> None:
 
 
 def test_matches_hand_computation(tiny_bertscore: BERTScore, tiny_bert_dir: Path) -> None:
-    expected = [hand_bertscore_f1(tiny_bert_dir, 2, c, r) for c, r in zip(CANDIDATES, REFERENCES)]
+    expected = [
+        hand_bertscore_f1(tiny_bert_dir, 2, c, r) for c, r in zip(CANDIDATES, REFERENCES, strict=True)
+    ]
     assert tiny_bertscore.score(CANDIDATES, REFERENCES) == pytest.approx(expected, abs=1e-5)
 
 
 def test_equals_bert_score_package(tiny_bertscore: BERTScore, tiny_bert_dir: Path) -> None:
-    _, _, f1 = bert_score.score(CANDIDATES, REFERENCES, model_type=str(tiny_bert_dir), num_layers=2, batch_size=3)
+    _, _, f1 = bert_score.score(
+        CANDIDATES, REFERENCES, model_type=str(tiny_bert_dir), num_layers=2, batch_size=3
+    )
     assert tiny_bertscore.score(CANDIDATES, REFERENCES) == f1.tolist()
 
 
 def test_chunks_do_not_change_scores(tiny_bertscore: BERTScore, tiny_bert_dir: Path) -> None:
     chunked = BERTScore(str(tiny_bert_dir), num_layers=2, chunk_size=1, device="cpu", show_progress=False)
-    assert chunked.score(CANDIDATES, REFERENCES) == pytest.approx(tiny_bertscore.score(CANDIDATES, REFERENCES), abs=1e-6)
+    assert chunked.score(CANDIDATES, REFERENCES) == pytest.approx(
+        tiny_bertscore.score(CANDIDATES, REFERENCES), abs=1e-6
+    )
 
 
 def test_unknown_model_needs_num_layers(tiny_bert_dir: Path) -> None:
@@ -87,5 +95,7 @@ def test_minilm_equals_bert_score_package() -> None:
     candidates = [candidate["text"] for record in records for candidate in record["candidates"][:4]]
     references = [record["output"] for record in records for _ in range(4)]
     metric = BERTScore("minilm", num_layers=5, device="cpu", show_progress=False)
-    _, _, f1 = bert_score.score(candidates, references, model_type=metric.model_type, num_layers=5, device="cpu")
+    _, _, f1 = bert_score.score(
+        candidates, references, model_type=metric.model_type, num_layers=5, device="cpu"
+    )
     assert metric.score(candidates, references) == f1.tolist()

@@ -19,7 +19,14 @@ from blender.metrics._bleurt_compat import (
 
 CANDIDATES = ["the cat sat on the mat", "a dog ran fast", "good", "the answer is bad , the answer is good ."]
 REFERENCES = ["the cat sat", "the dog ran slow", "the answer is good", "bad"]
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"the answer is good bad a cat sat on mat dog ran fast slow . ,".split()]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    *"the answer is good bad a cat sat on mat dog ran fast slow . ,".split(),
+]
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +98,12 @@ def test_matches_one_pair_at_a_time(tiny_bleurt: BLEURT, tiny_bleurt_dir: Path) 
     tokenizer = bleurt_pytorch.BleurtTokenizer.from_pretrained(tiny_bleurt_dir)
     model = bleurt_pytorch.BleurtForSequenceClassification.from_pretrained(tiny_bleurt_dir).eval()
     expected = []
-    for candidate, reference in zip(CANDIDATES, REFERENCES):
+    for candidate, reference in zip(CANDIDATES, REFERENCES, strict=True):
         # [CLS] reference [SEP] candidate [SEP], segment ids 0 then 1, no padding.
         inputs = tokenizer(reference, candidate, return_tensors="pt")
-        assert inputs["token_type_ids"][0].tolist() == [0] * (len(reference.split()) + 2) + [1] * (len(candidate.split()) + 1)
+        assert inputs["token_type_ids"][0].tolist() == [0] * (len(reference.split()) + 2) + [1] * (
+            len(candidate.split()) + 1
+        )
         with torch.no_grad():
             expected.append(model(**inputs).logits.item())
     scores = tiny_bleurt.score(CANDIDATES, REFERENCES)
@@ -129,5 +138,7 @@ def test_sentencepiece_checkpoint_gets_the_sentencepiece_tokenizer(tmp_path: Pat
 
 
 def test_missing_checkpoint_names_it(hub_offline: None) -> None:
-    with pytest.raises(OSError, match=r"BLEURT checkpoint 'lucadiliello/bleurt-base-128'.*metrics\.bleurt\.checkpoint=DIR"):
+    with pytest.raises(
+        OSError, match=r"BLEURT checkpoint 'lucadiliello/bleurt-base-128'.*metrics\.bleurt\.checkpoint=DIR"
+    ):
         BLEURT("lucadiliello/bleurt-base-128", device="cpu")

@@ -26,7 +26,7 @@ def test_bleu_hand_checked() -> None:
 
 
 def test_bleu_equals_sacrebleu_sentence_bleu() -> None:
-    expected = [sacrebleu.sentence_bleu(c, [r]).score for c, r in zip(CANDIDATES, REFERENCES)]
+    expected = [sacrebleu.sentence_bleu(c, [r]).score for c, r in zip(CANDIDATES, REFERENCES, strict=True)]
     assert BLEU(show_progress=False).score(CANDIDATES, REFERENCES) == expected
 
 
@@ -43,7 +43,7 @@ def test_rouge_hand_checked() -> None:
 @pytest.mark.parametrize("rouge_type", ["rouge1", "rouge2", "rougeL", "rougeLsum"])
 def test_rouge_equals_rouge_score(rouge_type: str) -> None:
     scorer = rouge_scorer.RougeScorer([rouge_type], use_stemmer=True)
-    expected = [scorer.score(r, c)[rouge_type].fmeasure for c, r in zip(CANDIDATES, REFERENCES)]
+    expected = [scorer.score(r, c)[rouge_type].fmeasure for c, r in zip(CANDIDATES, REFERENCES, strict=True)]
     assert ROUGE(rouge_type, show_progress=False).score(CANDIDATES, REFERENCES) == expected
 
 
