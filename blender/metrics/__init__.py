@@ -1,6 +1,10 @@
 """Metrics: GPT-Rank from judge labels, rank correlations, reference metrics and the LLM judge."""
 
-from blender.metrics.correlation import rank_correlations
+from blender.metrics.bartscore import BARTScore
+from blender.metrics.base import MetricLoadError, ReferenceMetric, build_metrics
+from blender.metrics.bertscore import BERTScore
+from blender.metrics.bleurt import BLEURT
+from blender.metrics.correlation import rank_correlations, within_instruction_spearman
 from blender.metrics.gpt_rank import (
     CMP_LABELS,
     cmp_matrix,
@@ -24,15 +28,24 @@ from blender.metrics.judge_prompt import (
     deduplicate_string,
     parse_label,
 )
+from blender.metrics.lexical import BLEU, ROUGE
 
 __all__ = [
+    "BARTScore",
+    "BERTScore",
+    "BLEU",
+    "BLEURT",
     "CMP_LABELS",
-    "PAPER_PROMPT_TEMPLATE",
-    "PAPER_SYSTEM_PROMPT",
     "JudgeError",
     "JudgeSettings",
     "JudgeTally",
+    "MetricLoadError",
+    "PAPER_PROMPT_TEMPLATE",
+    "PAPER_SYSTEM_PROMPT",
     "PairwiseJudge",
+    "ROUGE",
+    "ReferenceMetric",
+    "build_metrics",
     "cmp_matrix",
     "combine_verdicts",
     "competition_ranks",
@@ -41,7 +54,8 @@ __all__ = [
     "judge_split",
     "mean_gpt_rank_by_model",
     "parse_label",
-    "ranks_from_cmp_results",
     "rank_correlations",
+    "ranks_from_cmp_results",
     "scores_from_cmp_results",
+    "within_instruction_spearman",
 ]
