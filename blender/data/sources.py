@@ -133,7 +133,9 @@ def _field(row: dict[str, Any], where: str, *names: str, allow_none: bool = Fals
             if value is None and allow_none:
                 return ""
             if not isinstance(value, str):
-                raise SourceFormatError(f"{where}: field {name!r} should be a string, got {type(value).__name__}")
+                raise SourceFormatError(
+                    f"{where}: field {name!r} should be a string, got {type(value).__name__}"
+                )
             return value
     raise SourceFormatError(f"{where}: missing field {' or '.join(repr(n) for n in names)}")
 
@@ -194,7 +196,9 @@ def load_dolly(spec: SourceSpec) -> list[dict[str, str]]:
     return records
 
 
-def load_gpt4all(spec: SourceSpec, kept_sources: tuple[str, ...] = GPT4ALL_KEPT_SOURCES) -> list[dict[str, str]]:
+def load_gpt4all(
+    spec: SourceSpec, kept_sources: tuple[str, ...] = GPT4ALL_KEPT_SOURCES
+) -> list[dict[str, str]]:
     """GPT4All-LAION: the unified_chip2 rows of `nomic-ai/gpt4all_prompt_generations` (prompt / response / source).
 
     Args:
@@ -213,7 +217,9 @@ def load_gpt4all(spec: SourceSpec, kept_sources: tuple[str, ...] = GPT4ALL_KEPT_
         n = per_source.get(source, 0)
         per_source[source] = n + 1
         records.append(
-            _record(f"{source}/{n}", "", _field(row, where, "prompt"), _field(row, where, "response"), "gpt4all")
+            _record(
+                f"{source}/{n}", "", _field(row, where, "prompt"), _field(row, where, "response"), "gpt4all"
+            )
         )
     return records
 

@@ -41,7 +41,9 @@ def test_dolly_ids_count_within_category() -> None:
 
 def test_dolly_reads_the_h4_field_names(tmp_path: Path) -> None:
     path = tmp_path / "dolly_h4.jsonl"
-    path.write_text(json.dumps({"instruction": "i", "input": "c", "output": "o", "category": "open_qa"}) + "\n")
+    path.write_text(
+        json.dumps({"instruction": "i", "input": "c", "output": "o", "category": "open_qa"}) + "\n"
+    )
     (record,) = load_source(SourceSpec("dolly", path=str(path)))
     assert (record["id"], record["input"], record["output"]) == ("dolly_15k/open_qa/0", "c", "o")
 
@@ -66,7 +68,9 @@ def test_sharegpt_first_human_turn_to_first_gpt_turn() -> None:
     assert list(by_id) == ["sharegpt/abc123_0", "sharegpt/def456_1", "sharegpt/ghi789_0", "sharegpt/pqr678_0"]
     first = by_id["sharegpt/abc123_0"]
     assert first["instruction"] == "" and first["input"].startswith("Write a short poem")
-    assert first["output"].startswith("The sea rolls in")  # the first gpt turn, not the later "You are welcome."
+    assert first["output"].startswith(
+        "The sea rolls in"
+    )  # the first gpt turn, not the later "You are welcome."
     # An opening gpt turn becomes the instruction.
     ctx = by_id["sharegpt/def456_1"]
     assert ctx["instruction"].startswith("Earlier we talked")
@@ -110,14 +114,23 @@ def test_broken_json_line_names_file_and_line(tmp_path: Path) -> None:
 
 def test_malformed_json_array_row_names_the_row(tmp_path: Path) -> None:
     path = tmp_path / "alpaca_gpt4_data.json"
-    path.write_text(json.dumps([{"instruction": "i", "input": "", "output": "o"}, {"instruction": "i", "input": 3, "output": "o"}]))
+    path.write_text(
+        json.dumps(
+            [
+                {"instruction": "i", "input": "", "output": "o"},
+                {"instruction": "i", "input": 3, "output": "o"},
+            ]
+        )
+    )
     with pytest.raises(SourceFormatError, match=r"row 1: field 'input' should be a string, got int"):
         load_source(SourceSpec("alpaca_gpt4", path=str(path)))
 
 
 def test_sharegpt_turn_without_value_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "sharegpt.json"
-    path.write_text(json.dumps([{"id": "x", "conversations": [{"from": "human"}, {"from": "gpt", "value": "v"}]}]))
+    path.write_text(
+        json.dumps([{"id": "x", "conversations": [{"from": "human"}, {"from": "gpt", "value": "v"}]}])
+    )
     with pytest.raises(SourceFormatError, match=r"row 0 turn 0: missing field 'value'"):
         load_source(SourceSpec("sharegpt", path=str(path)))
 
