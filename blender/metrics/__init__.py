@@ -8,4 +8,10 @@ from blender.metrics.gpt_rank import (
     scores_from_cmp_results,
 )
 
-__all__ = ["CMP_LABELS", "cmp_matrix", "competition_ranks", "ranks_from_cmp_results", "scores_from_cmp_results"]
+__all__ = [
+    "CMP_LABELS",
+    "cmp_matrix",
+    "competition_ranks",
+    "ranks_from_cmp_results",
+    "scores_from_cmp_results",
+]

@@ -37,7 +37,9 @@ def cmp_matrix(cmp_results: Mapping[str, str], models: Sequence[str]) -> np.ndar
     for key, label in cmp_results.items():
         model_a, sep, model_b = key.partition(",")
         if not sep or model_a not in index or model_b not in index:
-            raise ValueError(f"cmp_results key {key!r} does not name two of the candidates' models {list(models)}")
+            raise ValueError(
+                f"cmp_results key {key!r} does not name two of the candidates' models {list(models)}"
+            )
         if label not in _LABEL_VALUES:
             raise ValueError(f"cmp_results[{key!r}] = {label!r}; expected one of {list(CMP_LABELS)}")
         a, b = index[model_a], index[model_b]
