@@ -30,6 +30,7 @@ from blender.data.generate import (
     candidates_complete,
     fingerprint,
     generate_candidates,
+    ids_digest,
     merge_candidates,
 )
 from blender.data.mix import SPLITS, MixSettings, build_mix, make_token_counter, write_mix
@@ -202,7 +203,9 @@ def _final_dir(s: BuildSettings) -> Path:
 
 
 def _merge_key(s: BuildSettings) -> str:
-    return _digest([[fingerprint(m, s.generation) for m in s.models], s.generate_splits, s.limit])
+    """What the final records depend on: each model's settings and each split's ids."""
+    split_ids = {split: ids_digest([r["id"] for r in load_split(s, split)]) for split in s.generate_splits}
+    return _digest([[fingerprint(m, s.generation) for m in s.models], split_ids])
 
 
 def merge_complete(s: BuildSettings) -> bool:
