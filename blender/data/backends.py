@@ -128,7 +128,7 @@ class TransformersBackend:
             return_dict_in_generate=True,
         )
         if s.decoding_method == "top_p_sampling":
-            kwargs.update(do_sample=True, top_p=s.top_p, temperature=s.temperature, top_k=0)
+            kwargs.update(do_sample=True, top_p=s.top_p, temperature=s.temperature, top_k=s.top_k)
         elif s.decoding_method == "greedy":
             kwargs.update(do_sample=False)
         else:
@@ -213,6 +213,7 @@ class VLLMBackend:
                 n=1,
                 temperature=0.0 if greedy else s.temperature,
                 top_p=1.0 if greedy else s.top_p,
+                top_k=-1 if greedy or s.top_k == 0 else s.top_k,
                 max_tokens=s.max_new_tokens,
                 repetition_penalty=s.repetition_penalty,
                 stop_token_ids=list(stop_token_ids),

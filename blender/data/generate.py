@@ -82,7 +82,9 @@ class GenerationSettings:
     Attributes:
         backend: "transformers" (batched `generate`, any device) or "vllm" (optional extra).
         decoding_method: "top_p_sampling" (the paper) or "greedy"; saved in each candidate.
-        top_p: nucleus mass (the paper: 1.0, so temperature alone shapes the sampling).
+        top_p: nucleus mass (the paper: 1.0).
+        top_k: sample among the k likeliest tokens; 0 for all. The original's `generate` call set no
+            top_k, so transformers' default of 50 applied; that is kept here, for both back ends.
         temperature: sampling temperature.
         repetition_penalty: 1.0 is none.
         max_new_tokens: longest answer.
@@ -104,6 +106,7 @@ class GenerationSettings:
     backend: str = "transformers"
     decoding_method: str = "top_p_sampling"
     top_p: float = 1.0
+    top_k: int = 50
     temperature: float = 0.7
     repetition_penalty: float = 1.0
     max_new_tokens: int = 256
