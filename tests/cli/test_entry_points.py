@@ -1,0 +1,63 @@
+"""The Hydra entry points on small data: the smoke run end to end, resume, and clear errors on bad input."""
+
+import json
+
+import pytest
+
+from blender.cli import evaluate, train_ranker
+from blender.data import DataPathError, RecordError
+from tests.conftest import compose_config, make_raw_record, write_jsonl
+
+
+def smoke(tmp_path, data_dir, *extra):
+    return compose_config("train_ranker", ["experiment=smoke", f"data.path={data_dir}", f"output_dir={tmp_path / 'run'}",
+                                           *extra])  # fmt: skip
+
+
+def test_smoke_run_trains_evaluates_and_writes_the_table(tmp_path, small_dataset):
+    summary = train_ranker.run(smoke(tmp_path, small_dataset))
+    assert summary["global_step"] == 2
+    rows = {r["method"]: r for r in summary["eval"]["rows"]}
+    assert {"Random (expected)", "Longest", "Oracle (gpt4_pref)", "PairRanker + max_logits", "PairRanker + bubble"} <= set(rows)
+    assert rows["Oracle (gpt4_pref)"]["gpt_rank"] == 1.0
+    table = json.loads((tmp_path / "run" / "eval" / "ranking_alpaca_blend_modern_val.json").read_text())
+    assert table["n_examples"] == 4
+    markdown = (tmp_path / "run" / "eval" / "ranking_alpaca_blend_modern_val.md").read_text()
+    assert "PairRanker + max_wins" in markdown
+
+    # make eval on the checkpoint gives the same ranker rows.
+    cfg = compose_config("eval", [f"checkpoint={tmp_path / 'run' / 'best'}", f"data.path={small_dataset}",
+                                  "data.limit_val=4", "inference.show_progress=false", "eval.bootstrap_samples=100",
+                                  "inference.mixed_precision=no"])  # fmt: skip
+    again = {r["method"]: r for r in evaluate.run(cfg)["rows"]}
+    assert again["PairRanker + max_logits"]["top1_oracle"] == pytest.approx(rows["PairRanker + max_logits"]["top1_oracle"])
+
+
+def test_a_finished_run_resumes_to_done(tmp_path, small_dataset):
+    train_ranker.run(smoke(tmp_path, small_dataset, "evaluate_after_training=false"))
+    summary = train_ranker.run(smoke(tmp_path, small_dataset, "evaluate_after_training=false"))
+    assert summary["global_step"] == 2  # nothing left to do after resuming
+
+
+def test_wrong_path_names_it(tmp_path):
+    with pytest.raises(DataPathError, match="nowhere: no such data folder"):
+        train_ranker.run(smoke(tmp_path, tmp_path / "nowhere"))
+
+
+def test_malformed_record_names_file_and_line(tmp_path, small_dataset):
+    rows = [make_raw_record(i) for i in range(5)]
+    del rows[3]["candidates"][0]["text"]
+    write_jsonl(small_dataset / "train.jsonl", rows)
+    with pytest.raises(RecordError, match=r"train.jsonl:4 \(id 'test/3'\): candidates\[0\]: candidate has no 'text'"):
+        train_ranker.run(smoke(tmp_path, small_dataset))
+
+
+def test_missing_training_signal_names_it(tmp_path, small_dataset):
+    with pytest.raises(RecordError, match="no score 'bartscore' to train on"):
+        train_ranker.run(smoke(tmp_path, small_dataset, "data.signals=[bartscore]"))
+
+
+def test_eval_of_a_missing_checkpoint(tmp_path, small_dataset):
+    cfg = compose_config("eval", [f"checkpoint={tmp_path / 'none'}", f"data.path={small_dataset}"])
+    with pytest.raises(FileNotFoundError, match="not a ranker checkpoint"):
+        evaluate.run(cfg)

@@ -1,0 +1,74 @@
+"""Every config composes, and the pieces it names can be built (torchtune's test_configs.py)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra.utils import instantiate
+
+from blender.cli.common import to_dict
+from blender.rankers import PairRanker, build_backbone
+from blender.training.loop import LoggerSettings, TrainSettings
+from blender.training.ranker import PairSampling
+from tests.conftest import CONF, compose_config
+
+DATA = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("data", DATA)
+@pytest.mark.parametrize("backbone", sorted(p.stem for p in (CONF / "backbone").glob("*.yaml")))
+def test_train_ranker_composes(data, backbone, tmp_path):
+    cfg = compose_config("train_ranker", [f"data={data}", f"backbone={backbone}", f"output_dir={tmp_path}"])
+    assert cfg.data.name == data and list(cfg.data.signals)
+    trainer = to_dict(cfg.trainer)
+    trainer.pop("val_mode")
+    TrainSettings(**trainer)
+    PairSampling(**to_dict(cfg.ranker)["sampling"])
+    LoggerSettings(**to_dict(cfg.logger))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiments_compose_and_start_with_their_command(experiment, tmp_path):
+    cfg = compose_config("train_ranker", [f"experiment={experiment}", f"output_dir={tmp_path}"])
+    assert cfg.trainer.epochs >= 1
+    lines = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()
+    assert lines[0] == "# @package _global_"
+    assert lines[1].startswith(("# python -m blender.", "# make "))
+
+
+def test_smoke_experiment_builds_a_ranker(tmp_path):
+    cfg = compose_config("train_ranker", ["experiment=smoke", f"output_dir={tmp_path}"])
+    backbone, tokenizer = build_backbone(**to_dict(cfg.backbone))
+    ranker_cfg = to_dict(cfg.ranker)
+    ranker_cfg.pop("sampling")
+    ranker = instantiate(ranker_cfg, backbone=backbone, tokenizer=tokenizer, task_names=list(cfg.data.signals))
+    assert isinstance(ranker, PairRanker) and ranker.encoder.source_max_length == 32
+
+
+def test_data_paths_follow_environment_variables(monkeypatch, tmp_path):
+    monkeypatch.setenv("ALPACA_BLEND_DIR", str(tmp_path))
+    cfg = compose_config("train_ranker", ["data=alpaca_blend", f"output_dir={tmp_path}"])
+    assert cfg.data.path == str(tmp_path)
+    monkeypatch.delenv("MIXINSTRUCT_DIR", raising=False)
+    cfg = compose_config("train_ranker", ["data=mixinstruct", f"output_dir={tmp_path}"])
+    assert cfg.data.path is None and cfg.data.hub_id == "llm-blender/mix-instruct"
+
+
+def test_eval_config_composes(tmp_path):
+    cfg = compose_config("eval", [f"checkpoint={tmp_path}", "data=alpaca_blend"])
+    assert cfg.split == "val" and "max_logits" in cfg.eval.aggregations
+    assert compose_config("eval", [f"checkpoint={tmp_path}", "data=mixinstruct"]).split == "test"
+
+
+def test_unknown_config_key_fails_clearly(tmp_path):
+    with pytest.raises(Exception, match="trainer.learning_rat"):
+        compose_config("train_ranker", ["trainer.learning_rat=1e-3", f"output_dir={tmp_path}"])
+
+
+@pytest.mark.parametrize("path", sorted((CONF / "accelerate").glob("*.yaml")), ids=lambda p: p.stem)
+def test_accelerate_configs_parse(path: Path):
+    config = yaml.safe_load(path.read_text())
+    assert config["distributed_type"] in {"NO", "MULTI_GPU", "DEEPSPEED"}
+    if config["distributed_type"] == "DEEPSPEED":
+        assert config["deepspeed_config"]["zero_stage"] in (2, 3)
