@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
+from tokenizers.processors import TemplateProcessing
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,12 +24,7 @@ def make_tiny_tokenizer() -> PreTrainedTokenizerFast:
     vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS])}
     core = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
     core.pre_tokenizer = Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
-    )
-    # BERT-style wrapping, so parts look like the original's [CLS] ... [SEP].
-    from tokenizers.processors import TemplateProcessing
-
+    # BERT-style wrapping, so each part looks like the original's [CLS] ... [SEP].
     core.post_processor = TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
     )

@@ -42,7 +42,9 @@ def test_smoke_experiment_builds_a_ranker(tmp_path):
     backbone, tokenizer = build_backbone(**to_dict(cfg.backbone))
     ranker_cfg = to_dict(cfg.ranker)
     ranker_cfg.pop("sampling")
-    ranker = instantiate(ranker_cfg, backbone=backbone, tokenizer=tokenizer, task_names=list(cfg.data.signals))
+    ranker = instantiate(
+        ranker_cfg, backbone=backbone, tokenizer=tokenizer, task_names=list(cfg.data.signals)
+    )
     assert isinstance(ranker, PairRanker) and ranker.encoder.source_max_length == 32
 
 

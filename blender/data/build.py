@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blender.data.atomic import read_jsonl, write_json_atomic, write_jsonl_atomic
 from blender.data.backends import Backend, build_backend
 from blender.data.generate import (
     CandidateModel,
@@ -36,6 +35,7 @@ from blender.data.generate import (
 from blender.data.mix import SPLITS, MixSettings, build_mix, make_token_counter, write_mix
 from blender.data.sources import SourceSpec, load_source
 from blender.data.tiny_models import build_tiny_model
+from blender.files import read_jsonl_rows, write_json_atomic, write_jsonl_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -139,14 +139,14 @@ def mix_complete(s: BuildSettings) -> bool:
 
 def run_mix(s: BuildSettings) -> None:
     """Mix the loaded sources into splits and write them with the data card."""
-    sources = {spec.name: read_jsonl(s.root / "sources" / f"{spec.name}.jsonl") for spec in s.sources}
+    sources = {spec.name: read_jsonl_rows(s.root / "sources" / f"{spec.name}.jsonl") for spec in s.sources}
     splits, card = build_mix(sources, s.mix, make_token_counter(s.mix.tokenizer))
     write_mix(_mix_dir(s), splits, card)
 
 
 def load_split(s: BuildSettings, split: str) -> list[dict[str, Any]]:
     """A mixed split, cut to `limit` records when set."""
-    records = read_jsonl(_mix_dir(s) / f"{split}.jsonl")
+    records = read_jsonl_rows(_mix_dir(s) / f"{split}.jsonl")
     return records[: s.limit] if s.limit is not None else records
 
 

@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from blender.data.atomic import read_jsonl, write_json_atomic, write_jsonl_atomic
 from blender.data.backends import DTYPES, Backend, build_backend
 from blender.data.templates import get_template, guess_template, prompt_text
+from blender.files import read_jsonl_rows, write_json_atomic, write_jsonl_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -379,7 +379,9 @@ def merge_candidates(
     n_shards = len(shard_records(records, settings.shard_size))
     merged = [dict(r, candidates=[]) for r in records]
     for model in models:
-        rows = [row for i in range(n_shards) for row in read_jsonl(shard_paths(out_dir, model.name, i)[0])]
+        rows = [
+            row for i in range(n_shards) for row in read_jsonl_rows(shard_paths(out_dir, model.name, i)[0])
+        ]
         for record, row in zip(merged, rows, strict=True):
             if row["id"] != record["id"]:
                 raise RuntimeError(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blender.data.atomic import iter_jsonl
+from blender.files import iter_jsonl
 
 logger = logging.getLogger(__name__)
 

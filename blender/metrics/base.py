@@ -17,8 +17,8 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
-
 log = logging.getLogger(__name__)
+
 
 @runtime_checkable
 class ReferenceMetric(Protocol):

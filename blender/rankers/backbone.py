@@ -16,6 +16,7 @@ from blender.packaged_models import resolve_name_or_path
 
 log = logging.getLogger(__name__)
 
+
 class BackboneLoadError(OSError):
     """A backbone or tokenizer that cannot be loaded; the message says how to provide it locally."""
 

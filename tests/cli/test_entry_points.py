@@ -18,7 +18,13 @@ def test_smoke_run_trains_evaluates_and_writes_the_table(tmp_path, small_dataset
     summary = train_ranker.run(smoke(tmp_path, small_dataset))
     assert summary["global_step"] == 2
     rows = {r["method"]: r for r in summary["eval"]["rows"]}
-    assert {"Random (expected)", "Longest", "Oracle (gpt4_pref)", "PairRanker + max_logits", "PairRanker + bubble"} <= set(rows)
+    assert {
+        "Random (expected)",
+        "Longest",
+        "Oracle (gpt4_pref)",
+        "PairRanker + max_logits",
+        "PairRanker + bubble",
+    } <= set(rows)
     assert rows["Oracle (gpt4_pref)"]["gpt_rank"] == 1.0
     table = json.loads((tmp_path / "run" / "eval" / "ranking_alpaca_blend_modern_val.json").read_text())
     assert table["n_examples"] == 4
@@ -30,7 +36,9 @@ def test_smoke_run_trains_evaluates_and_writes_the_table(tmp_path, small_dataset
                                   "data.limit_val=4", "inference.show_progress=false", "eval.bootstrap_samples=100",
                                   "inference.mixed_precision=no"])  # fmt: skip
     again = {r["method"]: r for r in evaluate.run(cfg)["rows"]}
-    assert again["PairRanker + max_logits"]["top1_oracle"] == pytest.approx(rows["PairRanker + max_logits"]["top1_oracle"])
+    assert again["PairRanker + max_logits"]["top1_oracle"] == pytest.approx(
+        rows["PairRanker + max_logits"]["top1_oracle"]
+    )
 
 
 def test_a_finished_run_resumes_to_done(tmp_path, small_dataset):
@@ -48,7 +56,9 @@ def test_malformed_record_names_file_and_line(tmp_path, small_dataset):
     rows = [make_raw_record(i) for i in range(5)]
     del rows[3]["candidates"][0]["text"]
     write_jsonl(small_dataset / "train.jsonl", rows)
-    with pytest.raises(RecordError, match=r"train.jsonl:4 \(id 'test/3'\): candidates\[0\]: candidate has no 'text'"):
+    with pytest.raises(
+        RecordError, match=r"train.jsonl:4 \(id 'test/3'\): candidates\[0\]: candidate has no 'text'"
+    ):
         train_ranker.run(smoke(tmp_path, small_dataset))
 
 

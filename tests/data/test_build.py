@@ -10,8 +10,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from blender.cli.build_data import run
-from blender.data.atomic import read_jsonl
 from blender.data.build import build_settings_from_dict
+from blender.files import read_jsonl_rows
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def test_fixture_build_runs_then_skips_then_follows_a_changed_mix(
     assert status == {"sources": "ran", "mix": "ran", "generate": "ran", "merge": "ran"}
     card = json.loads((tmp_path / "mix" / "data_card.json").read_text())
     for split in ("train", "val", "test"):
-        records = read_jsonl(tmp_path / "mixinstruct" / f"{split}.jsonl")
+        records = read_jsonl_rows(tmp_path / "mixinstruct" / f"{split}.jsonl")
         assert len(records) == card["splits"][split]["count"] > 0
         assert all([c["model"] for c in r["candidates"]] == ["tiny-llama-chat", "tiny-gpt2"] for r in records)
 
@@ -55,7 +55,7 @@ def test_fixture_build_runs_then_skips_then_follows_a_changed_mix(
     # A different mix changes the splits; the shards of the new records are regenerated.
     status = run(_compose(overrides + ["data_build.mix.n_val=2"]))
     assert status == {"sources": "skipped", "mix": "ran", "generate": "ran", "merge": "ran"}
-    assert len(read_jsonl(tmp_path / "mixinstruct" / "val.jsonl")) == 2
+    assert len(read_jsonl_rows(tmp_path / "mixinstruct" / "val.jsonl")) == 2
 
 
 def test_unknown_stage_is_refused(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from blender.data.atomic import read_jsonl
 from blender.data.backends import VLLM_MISSING, VLLMBackend
 from blender.data.generate import (
     CandidateModel,
@@ -25,6 +24,7 @@ from blender.data.generate import (
 )
 from blender.data.templates import TEMPLATES, guess_template, prompt_text
 from blender.data.tiny_models import build_tiny_model, build_tiny_tokenizer
+from blender.files import read_jsonl_rows
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDS = [
@@ -80,7 +80,7 @@ def test_shapes_shards_and_merge_order(models: list[CandidateModel], tmp_path: P
     # 5 records in shards of 2: shards 0, 1, 2 of sizes 2, 2, 1, each with its marker.
     for i, size in enumerate([2, 2, 1]):
         path, marker = shard_paths(tmp_path, "gpt2", i)
-        assert len(read_jsonl(path)) == size
+        assert len(read_jsonl_rows(path)) == size
         assert json.loads(marker.read_text())["n_records"] == size
     assert not list(tmp_path.rglob("*.tmp-*"))
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from blender.data.atomic import read_jsonl
 from blender.data.mix import (
     ORIGINAL_BAN_PHRASES,
     MixSettings,
@@ -18,6 +17,7 @@ from blender.data.mix import (
     write_mix,
 )
 from blender.data.sources import SourceSpec, load_source
+from blender.files import read_jsonl_rows
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
 count_words = make_token_counter("whitespace")
@@ -182,7 +182,7 @@ def test_mix_of_the_fixture_files_writes_splits_and_card(tmp_path: Path) -> None
 
     card_path = write_mix(tmp_path / "mix", splits, card)
     for name in ("train", "val", "test"):
-        assert read_jsonl(tmp_path / "mix" / f"{name}.jsonl") == splits[name]
+        assert read_jsonl_rows(tmp_path / "mix" / f"{name}.jsonl") == splits[name]
     saved = json.loads(card_path.read_text())
     assert saved["splits"]["train"]["count"] == 10 and saved["files"]["train"] == "train.jsonl"
     md = (tmp_path / "mix" / "DATA_CARD.md").read_text()
@@ -198,4 +198,4 @@ def test_write_mix_can_gzip(tmp_path: Path) -> None:
         "source": {"mean": 0, "min": 0, "max": 0},
     }
     write_mix(tmp_path, splits, card, compress=True)
-    assert read_jsonl(tmp_path / "train.jsonl.gz") == splits["train"]
+    assert read_jsonl_rows(tmp_path / "train.jsonl.gz") == splits["train"]

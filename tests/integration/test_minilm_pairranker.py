@@ -39,7 +39,9 @@ def test_trains_and_evaluates_end_to_end(trained):
 def test_checkpoint_ranks_through_the_python_api(trained):
     out, _ = trained
     blender = Blender.from_pretrained(out / "best", inference=InferenceSettings(show_progress=False))
-    ranks = blender.rank(["Name a prime number.", "Say hi."], [["7", "4", "Nine is prime."], ["hi", "hello there"]])
+    ranks = blender.rank(
+        ["Name a prime number.", "Say hi."], [["7", "4", "Nine is prime."], ["hi", "hello there"]]
+    )
     assert sorted(ranks[0]) in ([1, 2, 3], [1, 1, 3], [1, 2, 2], [1, 1, 1]) and len(ranks[1]) == 2
     margin = blender.compare("Name a prime number.", "7", "4")
     assert margin == pytest.approx(-blender.compare("Name a prime number.", "4", "7"), abs=1e-5)

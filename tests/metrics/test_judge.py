@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pytest
-from tests.metrics.fake_chat_server import FakeChatServer, Reply, shown_texts
 
 from blender.metrics.judge import (
     JudgeError,
@@ -25,6 +24,7 @@ from blender.metrics.judge import (
     mean_gpt_rank_by_model,
 )
 from blender.metrics.judge_prompt import combine_verdicts, deduplicate_string, parse_label, swap_label
+from tests.metrics.fake_chat_server import FakeChatServer, Reply, shown_texts
 
 KEY_ENV = "BLENDER_TEST_JUDGE_KEY"
 SECRET = "sk-test-0123456789-SECRET"
