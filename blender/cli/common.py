@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from blender.data.loading import load_candidates
 from blender.data.schema import Record, RecordError
+from blender.evaluation.paper_tables import named_models_for
 from blender.evaluation.ranking import best_model_on
 from blender.rankers.predict import InferenceSettings
 
@@ -38,3 +39,22 @@ def pick_best_model(train: list[Record], data: DictConfig) -> str:
 
 def inference_settings(cfg: DictConfig) -> InferenceSettings:
     return InferenceSettings(**to_dict(cfg))
+
+
+def choose_named_models(data: DictConfig, explicit: list[str] | None, fallback: list[Record]) -> list[str]:
+    """The models of Table 2's "≥ model %" columns: `explicit` when given; else the paper's Vicuna and Open
+    Assistant on MixInstruct, or the two best single models on train (by the oracle, else by val_oracle);
+    on `fallback` (the evaluated split itself) when train cannot be read."""
+    if explicit:
+        return list(explicit)
+    try:
+        train = load_split(data, data.train_split, data.limit_train)
+    except (OSError, RecordError) as error:
+        log.warning("named models chosen on the evaluated split: train is not readable (%s)", error)
+        return named_models_for(fallback, data.oracle, data.name)
+    for oracle in dict.fromkeys([data.oracle, data.val_oracle]):
+        try:
+            return named_models_for(train, oracle, data.name)
+        except RecordError:
+            continue
+    return named_models_for(fallback, data.oracle, data.name)

@@ -106,8 +106,12 @@ def build_metrics(metric_set: Mapping[str, Any]) -> dict[str, ReferenceMetric]:
             Each metric gets its key as `name`, so error messages point at `metrics.<name>.*`.
     Returns:
         `{name: metric}` in config order.
+    Raises:
+        MetricLoadError: one error naming every metric whose checkpoint could not be loaded, and how to
+            point each at a local copy.
     """
     metrics: dict[str, ReferenceMetric] = {}
+    failures: list[MetricLoadError] = []
     for name, node in metric_set.items():
         if node is None:  # `metrics.bleurt=null` also drops one
             continue
@@ -117,7 +121,10 @@ def build_metrics(metric_set: Mapping[str, Any]) -> dict[str, ReferenceMetric]:
             # Hydra wraps the constructor's error in its own; a missing checkpoint's message (which one, how to
             # provide it) should reach the user as it is, not inside a repr.
             if isinstance(error.__cause__, MetricLoadError):
-                raise MetricLoadError(f"metrics.{name}: {error.__cause__}") from error.__cause__
+                # Try the others too, so one run names every checkpoint that is missing, not just the first.
+                failures.append(MetricLoadError(f"metrics.{name}: {error.__cause__}"))
+                failures[-1].__cause__ = error.__cause__
+                continue
             raise
         if not isinstance(metric, ReferenceMetric):
             raise TypeError(
@@ -125,4 +132,10 @@ def build_metrics(metric_set: Mapping[str, Any]) -> dict[str, ReferenceMetric]:
             )
         metrics[name] = metric
         log.info("built metric %s (%s)", name, type(metric).__name__)
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        raise MetricLoadError(
+            f"{len(failures)} metric checkpoints could not be loaded:\n" + "\n".join(f"- {f}" for f in failures)
+        ) from failures[0]
     return metrics
