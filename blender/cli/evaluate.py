@@ -8,8 +8,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from blender.cli.common import inference_settings, load_split, pick_best_model
-from blender.evaluation.evaluate import evaluate_ranker
+from blender.cli.common import choose_named_models, inference_settings, load_split, pick_best_model, to_dict
+from blender.data.loading import find_split_file, read_jsonl
+from blender.data.schema import Record, RecordError
+from blender.evaluation.evaluate import evaluate_ranker_with_methods
+from blender.evaluation.paper_report import report_paper_tables
+from blender.evaluation.paper_tables import available_metrics
+from blender.evaluation.ranking import Method
 from blender.evaluation.report import print_table, write_report
 from blender.rankers.pairranker import PairRanker
 
@@ -27,14 +32,53 @@ def run(cfg: DictConfig) -> dict:
     ranker = PairRanker.load(checkpoint)
     records = load_split(data, cfg.split, data.limit_val)
     best_model = pick_best_model(load_split(data, data.train_split, data.limit_train), data)
-    table = evaluate_ranker(ranker, records, best_model, data.oracle, list(cfg.eval.aggregations),
-                            inference_settings(cfg.inference), cfg.eval.bootstrap_samples, cfg.eval.seed)  # fmt: skip
+    table, rankers = evaluate_ranker_with_methods(
+        ranker, records, best_model, data.oracle, list(cfg.eval.aggregations), inference_settings(cfg.inference),
+        cfg.eval.bootstrap_samples, cfg.eval.seed,
+    )  # fmt: skip
     table.update(dataset=data.name, split=cfg.split, checkpoint=str(checkpoint))
     title = f"{data.name} {cfg.split}: PairRanker ({checkpoint})"
     print_table(table, title)
     markdown, _ = write_report(table, Path(cfg.output_dir), f"ranking_{data.name}_{cfg.split}", title)
     log.info("wrote %s", markdown)
+    if cfg.tables.enabled:
+        table["paper_tables"] = write_paper_tables(cfg, records, rankers, title)
     return table
+
+
+def scored_records(cfg: DictConfig, records: list[Record]) -> list[Record]:
+    """The eval split with reference-metric scores: from `tables.scores_path` (a `make score` folder) when set,
+    checked to hold the same records in the same order, else the eval split itself."""
+    if cfg.tables.scores_path is None:
+        return records
+    path = find_split_file(cfg.tables.scores_path, cfg.split)
+    scored = read_jsonl(path, limit=len(records))
+    if [r.id for r in scored] != [r.id for r in records]:
+        raise RecordError(
+            f"{path}: its records are not the eval split's ({len(scored)} vs {len(records)} records, or other ids "
+            f"or order): score the same split with the same limit (make score ARGS='data={cfg.data.name} "
+            f"split={cfg.split}')"
+        )
+    return scored
+
+
+def write_paper_tables(
+    cfg: DictConfig, records: list[Record], rankers: list[Method], title: str
+) -> dict | None:
+    """Table 2 / Table 3 next to the ranking table, when the eval split's candidates carry reference metrics."""
+    data, tables = cfg.data, to_dict(cfg.tables)
+    scored = scored_records(cfg, records)
+    if not available_metrics(scored, tables["metrics"]):
+        log.info("no reference-metric scores %s on %s %s: Table 2 / Table 3 skipped (make score, then "
+                 "tables.scores_path=outputs/scores/%s)", tables["metrics"], data.name, cfg.split, data.name)  # fmt: skip
+        return None
+    named = choose_named_models(data, tables["named_models"], scored)
+    report = report_paper_tables(
+        scored, data.oracle, named, Path(cfg.output_dir), f"{data.name}_{cfg.split}", title, dataset=data.name,
+        rankers=rankers, metric_keys=tables["metrics"], n_boot=cfg.eval.bootstrap_samples, seed=cfg.eval.seed,
+    )  # fmt: skip
+    log.info("wrote %s", ", ".join(report["files"]))
+    return report
 
 
 if __name__ == "__main__":

@@ -71,9 +71,27 @@ def evaluate_ranker(
     seed: int = 0,
 ) -> dict:
     """The ranking table of `ranker` on `records`, with `best_model` (chosen on train) as the bar to clear."""
+    table, _ = evaluate_ranker_with_methods(ranker, records, best_model, oracle, aggregations, inference,
+                                            bootstrap_samples, seed)  # fmt: skip
+    return table
+
+
+def evaluate_ranker_with_methods(
+    ranker: PairRanker,
+    records: Sequence[Record],
+    best_model: str,
+    oracle: str,
+    aggregations: Sequence[str] = ("max_logits", "max_wins", "bubble"),
+    inference: InferenceSettings | None = None,
+    bootstrap_samples: int = 1000,
+    seed: int = 0,
+) -> tuple[dict, list[Method]]:
+    """As `evaluate_ranker`, also returning the ranker's rows (one per aggregation), so other tables
+    (Table 2 / Table 3) reuse its scores without running the model again."""
     methods = baseline_methods(records, oracle)
     rankers, _ = ranker_methods(ranker, records, aggregations, inference or InferenceSettings(), seed=seed)
     compare_to = ["Longest", f"model: {best_model}"]
-    return ranking_table(
+    table = ranking_table(
         records, oracle, best_model, [*methods, *rankers], bootstrap_samples, seed, compare_to
     )
+    return table, rankers

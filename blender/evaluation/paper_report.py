@@ -59,7 +59,11 @@ def _paper_cell(row: Mapping[str, Any], key: str | None) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers), *("| " + " | ".join(r) + " |" for r in rows)]
+    return [
+        "| " + " | ".join(headers) + " |",
+        "|" + "---|" * len(headers),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
 
 
 def _with_paper(
@@ -130,7 +134,11 @@ def render_table3(table: Mapping[str, Any], title: str, paper: Mapping[str, Any]
     scales = {"pearson": 100.0, "spearman": 100.0, "footrule": 1.0, "spearman_within": 100.0}
 
     def ours(row: Mapping[str, Any]) -> list[str]:
-        name = metric_title(row["method"]) if row["category"] == "Reference metrics" else row["method"]
+        name = (
+            METRIC_TITLES.get(row["method"], row["method"])
+            if row["category"] == "Reference metrics"
+            else row["method"]
+        )
         return [row["category"], name, *(_cell(row, k, s, with_interval=False) for k, s in scales.items())]
 
     def published(row: Mapping[str, Any]) -> list[str]:
@@ -152,6 +160,10 @@ def render_table3(table: Mapping[str, Any], title: str, paper: Mapping[str, Any]
     paper_rows = paper["table3"]["rows"] if paper is not None else []
     lines += ["", *_table(headers, _with_paper(table["rows"], paper_rows, paper, ours, published))]
     return "\n".join(lines) + "\n"
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and not math.isnan(value)
 
 
 def _save_png(figure: Any, path: Path) -> Path:
@@ -178,10 +190,14 @@ def plot_best_share(table2: Mapping[str, Any], path: str | os.PathLike, paper: M
     axes = figure.add_subplot()
     positions = list(range(len(models)))
     if paper is not None:
-        by_model = {model: paper["figure1"]["share_best_pct"].get(name) for name, model in paper["models"].items()}
+        by_model = {
+            model: paper["figure1"]["share_best_pct"].get(name) for name, model in paper["models"].items()
+        }
         published = [by_model.get(m) or 0.0 for m in models]
         axes.barh([p - 0.2 for p in positions], [shares[m] for m in models], height=0.4, label="ours")
-        axes.barh([p + 0.2 for p in positions], published, height=0.4, label=paper["label"], hatch="//", alpha=0.6)
+        axes.barh(
+            [p + 0.2 for p in positions], published, height=0.4, label=paper["label"], hatch="//", alpha=0.6
+        )
         axes.legend(fontsize=7, loc="lower right")
     else:
         axes.barh(positions, [shares[m] for m in models])
@@ -191,24 +207,39 @@ def plot_best_share(table2: Mapping[str, Any], path: str | os.PathLike, paper: M
     return _save_png(figure, Path(path))
 
 
-def plot_correlations(table3: Mapping[str, Any], path: str | os.PathLike, paper: Mapping | None = None) -> Path:
+def plot_correlations(
+    table3: Mapping[str, Any], path: str | os.PathLike, paper: Mapping | None = None
+) -> Path:
     """Grouped bars: Pearson and Spearman (×100) of each metric and ranker against the oracle ranking."""
     rows = table3["rows"]
-    labels = [metric_title(r["method"]) if r["category"] == "Reference metrics" else r["method"] for r in rows]
+    labels = [
+        METRIC_TITLES.get(r["method"], r["method"]) if r["category"] == "Reference metrics" else r["method"]
+        for r in rows
+    ]
     figure = _new_figure(max(6.0, 0.8 * len(rows) + 2), 4)
     axes = figure.add_subplot()
     x = list(range(len(rows)))
-    width = 0.2 if paper is not None else 0.35
-    for offset, key in ((-1, "pearson"), (0, "spearman")):
-        values = [100 * (r.get(key) if r.get(key) is not None and not math.isnan(r[key]) else 0.0) for r in rows]
-        axes.bar([i + offset * width + width / 2 for i in x], values, width=width, label=f"{key} (ours)")
+    series = [
+        (f"{key} (ours)", [100 * r[key] if _finite(r.get(key)) else 0.0 for r in rows], {})
+        for key in ("pearson", "spearman")
+    ]
     if paper is not None:
         by_name = {r["method"]: r for r in paper["table3"]["rows"]}
         matched = [by_name.get(paper_row_name(r["method"], paper) or "") for r in rows]
-        for offset, key in ((1, "pearson"), (2, "spearman")):
-            values = [m[key] if m else 0.0 for m in matched]
-            axes.bar([i + offset * width + width / 2 - width for i in x], values, width=width, hatch="//", alpha=0.6,
-                     label=f"{key} ({paper['label']})")  # fmt: skip
+        series += [
+            (
+                f"{key} ({paper['label']})",
+                [m[key] if m else 0.0 for m in matched],
+                {"hatch": "//", "alpha": 0.6},
+            )
+            for key in ("pearson", "spearman")
+        ]
+    width = 0.8 / len(series)
+    for k, (label, values, style) in enumerate(series):
+        # Bars of one row side by side, centred on its tick.
+        axes.bar(
+            [i + (k - (len(series) - 1) / 2) * width for i in x], values, width=width, label=label, **style
+        )
     axes.axhline(0, color="black", linewidth=0.5)
     axes.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
     axes.set_ylabel(f"correlation with {table3['oracle']} ranking (×100)")
@@ -242,13 +273,29 @@ def write_paper_tables(
     published = {"label": paper["label"], "source": paper["source"]} if paper is not None else None
     written = []
     if table2 is not None:
-        written.append(write_text_atomic(directory / f"table2_{stem}.md", render_table2(table2, f"Table 2: {title}", paper)))
-        payload = {**table2, "dataset": dataset, **({"paper": {**published, **paper["table2"]}} if paper else {})}
+        written.append(
+            write_text_atomic(
+                directory / f"table2_{stem}.md", render_table2(table2, f"Table 2: {title}", paper)
+            )
+        )
+        payload = {
+            **table2,
+            "dataset": dataset,
+            **({"paper": {**published, **paper["table2"]}} if paper else {}),
+        }
         written.append(write_json_atomic(directory / f"table2_{stem}.json", payload))
         written.append(plot_best_share(table2, directory / f"best_share_{stem}.png", paper))
     if table3 is not None:
-        written.append(write_text_atomic(directory / f"table3_{stem}.md", render_table3(table3, f"Table 3: {title}", paper)))
-        payload = {**table3, "dataset": dataset, **({"paper": {**published, **paper["table3"]}} if paper else {})}
+        written.append(
+            write_text_atomic(
+                directory / f"table3_{stem}.md", render_table3(table3, f"Table 3: {title}", paper)
+            )
+        )
+        payload = {
+            **table3,
+            "dataset": dataset,
+            **({"paper": {**published, **paper["table3"]}} if paper else {}),
+        }
         written.append(write_json_atomic(directory / f"table3_{stem}.json", payload))
         written.append(plot_correlations(table3, directory / f"correlations_{stem}.png", paper))
     return written
@@ -290,10 +337,19 @@ def report_paper_tables(
     metrics = available_metrics(records, keys)
     methods = [*table2_methods(records, oracle, metrics), *rankers]
     second = paper_tables.table2(records, oracle, methods, metrics, named_models, n_boot, seed, extra_outputs)
-    third = paper_tables.table3(records, oracle, metrics, [m for m in methods if m.name == "Longest"] + list(rankers), seed=seed)
+    third = paper_tables.table3(
+        records, oracle, metrics, [m for m in methods if m.name == "Longest"] + list(rankers), seed=seed
+    )
     files = write_paper_tables(directory, stem, title, second, third, dataset)
     return {"metrics": metrics, "table2": second, "table3": third, "files": [str(f) for f in files]}
 
 
 __all__ = [
-    "report_paper_tables","PAPER_MARK", "plot_best_share", "plot_correlations", "render_table2", "render_table3", "write_paper_tables"]
+    "report_paper_tables",
+    "PAPER_MARK",
+    "plot_best_share",
+    "plot_correlations",
+    "render_table2",
+    "render_table3",
+    "write_paper_tables",
+]

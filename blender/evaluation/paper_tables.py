@@ -111,7 +111,9 @@ def table2_methods(records: Sequence[Record], oracle: str, metrics: Sequence[str
         scores = [oracle_scores(r, key) for r in records]  # a stored score, or the judge's labels
         methods.append(Method(f"Oracle ({key})", scores=scores, notes={"category": "Analysis"}))
     methods.append(Method("Random", expected=True, notes={"category": "Baselines"}))
-    methods.append(Method("Longest", scores=[longest_scores(r) for r in records], notes={"category": "Baselines"}))
+    methods.append(
+        Method("Longest", scores=[longest_scores(r) for r in records], notes={"category": "Baselines"})
+    )
     return methods
 
 
@@ -187,7 +189,9 @@ def table2(
             "rows": rows, "best_share_pct": best_shares(records, oracle)}  # fmt: skip
 
 
-def _summarise(name: str, category: str, values: Mapping[str, list[float]], indices: np.ndarray) -> dict[str, Any]:
+def _summarise(
+    name: str, category: str, values: Mapping[str, list[float]], indices: np.ndarray
+) -> dict[str, Any]:
     row: dict[str, Any] = {"method": name, "category": category}
     for key, per_example in values.items():
         array = np.asarray(per_example, dtype=float)
@@ -220,7 +224,9 @@ def table3(
     truths = [oracle_scores(r, oracle) for r in records]
     oracle_ranks = aligned_ranks(records, truths)
     if oracle_ranks is None:
-        raise ValueError("Table 3 correlates per model column: every record must hold the same candidate models")
+        raise ValueError(
+            "Table 3 correlates per model column: every record must hold the same candidate models"
+        )
     rng = np.random.default_rng(seed)
     draws = [_correlations("Random", "Baselines", [rng.random(len(r.candidates)) for r in records], records, truths,
                            oracle_ranks) for _ in range(n_random)]  # fmt: skip
