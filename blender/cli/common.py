@@ -41,17 +41,22 @@ def inference_settings(cfg: DictConfig) -> InferenceSettings:
     return InferenceSettings(**to_dict(cfg))
 
 
-def choose_named_models(data: DictConfig, explicit: list[str] | None, fallback: list[Record]) -> list[str]:
+def choose_named_models(
+    data: DictConfig, explicit: list[str] | None, fallback: list[Record], train: list[Record] | None = None
+) -> list[str]:
     """The models of Table 2's "≥ model %" columns: `explicit` when given; else the paper's Vicuna and Open
     Assistant on MixInstruct, or the two best single models on train (by the oracle, else by val_oracle);
-    on `fallback` (the evaluated split itself) when train cannot be read."""
+    on `fallback` (the evaluated split itself) when train cannot be read. Pass `train` when already loaded."""
     if explicit:
         return list(explicit)
-    try:
-        train = load_split(data, data.train_split, data.limit_train)
-    except (OSError, RecordError) as error:
-        log.warning("named models chosen on the evaluated split: train is not readable (%s)", error)
+    if data.name == "mixinstruct":  # the paper's named models need no train split
         return named_models_for(fallback, data.oracle, data.name)
+    if train is None:
+        try:
+            train = load_split(data, data.train_split, data.limit_train)
+        except (OSError, RecordError) as error:
+            log.warning("named models chosen on the evaluated split: train is not readable (%s)", error)
+            return named_models_for(fallback, data.oracle, data.name)
     for oracle in dict.fromkeys([data.oracle, data.val_oracle]):
         try:
             return named_models_for(train, oracle, data.name)

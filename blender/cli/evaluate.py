@@ -31,7 +31,8 @@ def run(cfg: DictConfig) -> dict:
     checkpoint = Path(cfg.checkpoint)
     ranker = PairRanker.load(checkpoint)
     records = load_split(data, cfg.split, data.limit_val)
-    best_model = pick_best_model(load_split(data, data.train_split, data.limit_train), data)
+    train = load_split(data, data.train_split, data.limit_train)
+    best_model = pick_best_model(train, data)
     table, rankers = evaluate_ranker_with_methods(
         ranker, records, best_model, data.oracle, list(cfg.eval.aggregations), inference_settings(cfg.inference),
         cfg.eval.bootstrap_samples, cfg.eval.seed,
@@ -42,7 +43,7 @@ def run(cfg: DictConfig) -> dict:
     markdown, _ = write_report(table, Path(cfg.output_dir), f"ranking_{data.name}_{cfg.split}", title)
     log.info("wrote %s", markdown)
     if cfg.tables.enabled:
-        table["paper_tables"] = write_paper_tables(cfg, records, rankers, title)
+        table["paper_tables"] = write_paper_tables(cfg, records, rankers, title, train)
     return table
 
 
@@ -63,7 +64,11 @@ def scored_records(cfg: DictConfig, records: list[Record]) -> list[Record]:
 
 
 def write_paper_tables(
-    cfg: DictConfig, records: list[Record], rankers: list[Method], title: str
+    cfg: DictConfig,
+    records: list[Record],
+    rankers: list[Method],
+    title: str,
+    train: list[Record] | None = None,
 ) -> dict | None:
     """Table 2 / Table 3 next to the ranking table, when the eval split's candidates carry reference metrics."""
     data, tables = cfg.data, to_dict(cfg.tables)
@@ -72,7 +77,7 @@ def write_paper_tables(
         log.info("no reference-metric scores %s on %s %s: Table 2 / Table 3 skipped (make score, then "
                  "tables.scores_path=outputs/scores/%s)", tables["metrics"], data.name, cfg.split, data.name)  # fmt: skip
         return None
-    named = choose_named_models(data, tables["named_models"], scored)
+    named = choose_named_models(data, tables["named_models"], scored, train)
     report = report_paper_tables(
         scored, data.oracle, named, Path(cfg.output_dir), f"{data.name}_{cfg.split}", title, dataset=data.name,
         rankers=rankers, metric_keys=tables["metrics"], n_boot=cfg.eval.bootstrap_samples, seed=cfg.eval.seed,

@@ -182,6 +182,10 @@ def table2(
             if method.name == m:  # a model against itself: N/A, as the paper prints it
                 row[_ge_key(m)] = row[f"{_ge_key(m)}_ci"] = None
         rows.append(row)
+    # LLMs best first by GPT-Rank, as the paper orders them; the other rows keep their order.
+    rows = sorted((r for r in rows if r["category"] == "LLMs"), key=lambda r: r["gpt_rank"]) + [
+        r for r in rows if r["category"] != "LLMs"
+    ]
     for name, field in (extra_outputs or {}).items():
         values = {m: [r.extra[f"{field}_scores"][m] for r in records] for m in metrics}
         rows.append(_summarise(name, "LLM-Blender", values, indices))
