@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from blender.data.atomic import write_bytes_atomic
 from blender.data.schema import Record
 from blender.evaluation import paper_tables
 from blender.evaluation.paper_tables import (
@@ -27,7 +26,7 @@ from blender.evaluation.paper_tables import (
     table2_methods,
 )
 from blender.evaluation.ranking import Method
-from blender.files import write_json_atomic, write_text_atomic
+from blender.files import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 PAPER_MARK = "↳ paper"
 
@@ -169,7 +168,7 @@ def _finite(value: Any) -> bool:
 def _save_png(figure: Any, path: Path) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    return write_bytes_atomic(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def _new_figure(width: float, height: float) -> Any:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from blender.data.atomic import write_jsonl_atomic
 from blender.data.loading import read_jsonl
 from blender.data.schema import Record, RecordError, parse_record
+from blender.files import write_jsonl_atomic
 from blender.metrics.base import ReferenceMetric
 
 log = logging.getLogger(__name__)
