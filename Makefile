@@ -11,7 +11,7 @@ RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 ARGS ?=
 CKPT ?= $(shell ls -td outputs/train_ranker/*/best 2>/dev/null | head -1)
 
-.PHONY: help setup test lint train-ranker eval demo bench data
+.PHONY: help setup test lint train-ranker eval demo bench data score
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ demo: ## The main job on the offline default: train PairRanker (MiniLM) on alpac
 
 bench: ## Measure ranking speed (pairs/s) and batch invariance; writes bench/ranker_speed.{json,md}
 	HF_HUB_OFFLINE=1 $(PYTHON) scripts/bench_ranker.py $(ARGS)
+
+score: ## Score a split's candidates with reference metrics, resumably, and write Table 2/3 of the metrics (ARGS="data=alpaca_blend split=train metrics=paper")
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(PYTHON) -m blender.cli.score $(ARGS)
 
 data: ## Build MixInstruct from its sources (ARGS=data_build=fixture for the offline smoke build)
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(PYTHON) -m blender.cli.build_data $(ARGS)
