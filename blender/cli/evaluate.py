@@ -15,7 +15,7 @@ from blender.evaluation.evaluate import evaluate_ranker_with_methods
 from blender.evaluation.paper_report import report_paper_tables
 from blender.evaluation.paper_tables import available_metrics
 from blender.evaluation.ranking import Method
-from blender.evaluation.report import print_table, write_report
+from blender.evaluation.report import print_table, write_pair_logits, write_report
 from blender.rankers.pairranker import PairRanker
 
 log = logging.getLogger(__name__)
@@ -32,33 +32,50 @@ def run(cfg: DictConfig) -> dict:
     ranker = PairRanker.load(checkpoint)
     records = load_split(data, cfg.split, data.limit_val)
     train = load_split(data, data.train_split, data.limit_train)
+    return evaluate_and_report(cfg, ranker, records, train, cfg.split, Path(cfg.output_dir), str(checkpoint))
+
+
+def evaluate_and_report(
+    cfg: DictConfig,
+    ranker: PairRanker,
+    records: list[Record],
+    train: list[Record],
+    split: str,
+    output_dir: Path,
+    checkpoint: str,
+) -> dict:
+    """The ranking table (printed, Markdown, JSON), the pair logits (.npz) and, when the split carries
+    reference metrics, Table 2 / Table 3. Shared by `make eval` and the end of `make train-ranker`."""
+    data = cfg.data
     best_model = pick_best_model(train, data)
-    table, rankers = evaluate_ranker_with_methods(
+    table, rankers, matrices = evaluate_ranker_with_methods(
         ranker, records, best_model, data.oracle, list(cfg.eval.aggregations), inference_settings(cfg.inference),
         cfg.eval.bootstrap_samples, cfg.eval.seed,
     )  # fmt: skip
-    table.update(dataset=data.name, split=cfg.split, checkpoint=str(checkpoint))
-    title = f"{data.name} {cfg.split}: PairRanker ({checkpoint})"
+    table.update(dataset=data.name, split=split, checkpoint=checkpoint)
+    title = f"{data.name} {split}: PairRanker ({checkpoint})"
     print_table(table, title)
-    markdown, _ = write_report(table, Path(cfg.output_dir), f"ranking_{data.name}_{cfg.split}", title)
+    markdown, _ = write_report(table, output_dir, f"ranking_{data.name}_{split}", title)
+    write_pair_logits(output_dir / f"pair_logits_{data.name}_{split}.npz", [r.id for r in records],
+                      [r.models for r in records], matrices)  # fmt: skip
     log.info("wrote %s", markdown)
     if cfg.tables.enabled:
-        table["paper_tables"] = write_paper_tables(cfg, records, rankers, title, train)
+        table["paper_tables"] = write_paper_tables(cfg, records, rankers, title, train, split, output_dir)
     return table
 
 
-def scored_records(cfg: DictConfig, records: list[Record]) -> list[Record]:
+def scored_records(cfg: DictConfig, records: list[Record], split: str) -> list[Record]:
     """The eval split with reference-metric scores: from `tables.scores_path` (a `make score` folder) when set,
     checked to hold the same records in the same order, else the eval split itself."""
     if cfg.tables.scores_path is None:
         return records
-    path = find_split_file(cfg.tables.scores_path, cfg.split)
+    path = find_split_file(cfg.tables.scores_path, split)
     scored = read_jsonl(path, limit=len(records))
     if [r.id for r in scored] != [r.id for r in records]:
         raise RecordError(
             f"{path}: its records are not the eval split's ({len(scored)} vs {len(records)} records, or other ids "
             f"or order): score the same split with the same limit (make score ARGS='data={cfg.data.name} "
-            f"split={cfg.split}')"
+            f"split={split}')"
         )
     return scored
 
@@ -68,18 +85,20 @@ def write_paper_tables(
     records: list[Record],
     rankers: list[Method],
     title: str,
-    train: list[Record] | None = None,
+    train: list[Record] | None,
+    split: str,
+    output_dir: Path,
 ) -> dict | None:
     """Table 2 / Table 3 next to the ranking table, when the eval split's candidates carry reference metrics."""
     data, tables = cfg.data, to_dict(cfg.tables)
-    scored = scored_records(cfg, records)
+    scored = scored_records(cfg, records, split)
     if not available_metrics(scored, tables["metrics"]):
         log.info("no reference-metric scores %s on %s %s: Table 2 / Table 3 skipped (make score, then "
-                 "tables.scores_path=outputs/scores/%s)", tables["metrics"], data.name, cfg.split, data.name)  # fmt: skip
+                 "tables.scores_path=outputs/scores/%s)", tables["metrics"], data.name, split, data.name)  # fmt: skip
         return None
     named = choose_named_models(data, tables["named_models"], scored, train)
     report = report_paper_tables(
-        scored, data.oracle, named, Path(cfg.output_dir), f"{data.name}_{cfg.split}", title, dataset=data.name,
+        scored, data.oracle, named, output_dir, f"{data.name}_{split}", title, dataset=data.name,
         rankers=rankers, metric_keys=tables["metrics"], n_boot=cfg.eval.bootstrap_samples, seed=cfg.eval.seed,
     )  # fmt: skip
     log.info("wrote %s", ", ".join(report["files"]))

@@ -11,8 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from blender.cli.common import inference_settings, load_split, pick_best_model, to_dict
-from blender.evaluation.evaluate import evaluate_ranker
-from blender.evaluation.report import print_table, write_report
+from blender.cli.evaluate import evaluate_and_report
 from blender.rankers.backbone import build_backbone
 from blender.rankers.pairranker import PairRanker
 from blender.training.loop import LoggerSettings, TrainSettings
@@ -49,16 +48,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.evaluate_after_training and (output_dir / "best").is_dir():
         best = PairRanker.load(output_dir / "best")
         eval_records = val if data.eval_split == data.val_split else load_split(data, data.eval_split)
-        table = evaluate_ranker(best, eval_records, best_model, data.oracle, list(cfg.eval.aggregations), inference,
-                                cfg.eval.bootstrap_samples, cfg.eval.seed)  # fmt: skip
-        table.update(dataset=data.name, split=data.eval_split, checkpoint=str(output_dir / "best"))
-        title = f"{data.name} {data.eval_split}: PairRanker ({cfg.backbone.name_or_path or 'random init'})"
-        print_table(table, title)
-        markdown, _ = write_report(
-            table, output_dir / "eval", f"ranking_{data.name}_{data.eval_split}", title
-        )
-        log.info("wrote %s", markdown)
-        summary["eval"] = table
+        summary["eval"] = evaluate_and_report(cfg, best, eval_records, train, data.eval_split, output_dir / "eval",
+                                              str(output_dir / "best"))  # fmt: skip
     return summary
 
 

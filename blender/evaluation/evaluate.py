@@ -71,8 +71,8 @@ def evaluate_ranker(
     seed: int = 0,
 ) -> dict:
     """The ranking table of `ranker` on `records`, with `best_model` (chosen on train) as the bar to clear."""
-    table, _ = evaluate_ranker_with_methods(ranker, records, best_model, oracle, aggregations, inference,
-                                            bootstrap_samples, seed)  # fmt: skip
+    table, _, _ = evaluate_ranker_with_methods(ranker, records, best_model, oracle, aggregations, inference,
+                                               bootstrap_samples, seed)  # fmt: skip
     return table
 
 
@@ -85,13 +85,15 @@ def evaluate_ranker_with_methods(
     inference: InferenceSettings | None = None,
     bootstrap_samples: int = 1000,
     seed: int = 0,
-) -> tuple[dict, list[Method]]:
+) -> tuple[dict, list[Method], list[np.ndarray]]:
     """As `evaluate_ranker`, also returning the ranker's rows (one per aggregation), so other tables
-    (Table 2 / Table 3) reuse its scores without running the model again."""
+    (Table 2 / Table 3) reuse its scores without running the model again, and the N×N logit matrices."""
     methods = baseline_methods(records, oracle)
-    rankers, _ = ranker_methods(ranker, records, aggregations, inference or InferenceSettings(), seed=seed)
+    rankers, matrices = ranker_methods(
+        ranker, records, aggregations, inference or InferenceSettings(), seed=seed
+    )
     compare_to = ["Longest", f"model: {best_model}"]
     table = ranking_table(
         records, oracle, best_model, [*methods, *rankers], bootstrap_samples, seed, compare_to
     )
-    return table, rankers
+    return table, rankers, matrices

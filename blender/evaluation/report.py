@@ -6,6 +6,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -88,3 +89,23 @@ def write_report(table: dict, directory: str | os.PathLike, stem: str, title: st
     markdown = write_text_atomic(directory / f"{stem}.md", render_markdown(table, title))
     data = write_json_atomic(directory / f"{stem}.json", table)
     return markdown, data
+
+
+def write_pair_logits(
+    path: str | os.PathLike, record_ids: list[str], models: list[list[str]], matrices: list
+) -> Path:
+    """Save every N×N logit matrix (and whose rows they are) so picks can be analysed without rerunning."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    same_shape = len({m.shape for m in matrices}) == 1
+    # Records with equal candidate counts (MixInstruct, alpaca_blend) give plain arrays; others need pickling
+    # (np.load(..., allow_pickle=True)).
+    np.savez_compressed(
+        tmp,
+        ids=np.array(record_ids),
+        models=np.array(models) if same_shape else np.array(models, dtype=object),
+        logits=np.stack(matrices) if same_shape else np.array(matrices, dtype=object),
+    )
+    tmp.replace(path)
+    return path

@@ -136,6 +136,7 @@ def build_metrics(metric_set: Mapping[str, Any]) -> dict[str, ReferenceMetric]:
         raise failures[0]
     if failures:
         raise MetricLoadError(
-            f"{len(failures)} metric checkpoints could not be loaded:\n" + "\n".join(f"- {f}" for f in failures)
+            f"{len(failures)} metric checkpoints could not be loaded:\n"
+            + "\n".join(f"- {f}" for f in failures)
         ) from failures[0]
     return metrics

@@ -163,15 +163,17 @@ def test_eval_writes_the_tables_from_a_scored_folder(tmp_path):
                                   f"output_dir={tmp_path / 'eval'}", "eval.bootstrap_samples=50"])  # fmt: skip
     plain = [parse_record(r, "x") for r in unscored]
     ranker = Method("PairRanker + max_logits", scores=[np.arange(4.0)[::-1] for _ in records])
-    assert evaluate.write_paper_tables(cfg, plain, [ranker], "t") is None  # no metrics on the eval split
+    assert (
+        evaluate.write_paper_tables(cfg, plain, [ranker], "t", None, "val", tmp_path / "eval") is None
+    )  # no metrics on the eval split
     cfg.tables.scores_path = str(scores_dir)
-    report = evaluate.write_paper_tables(cfg, plain, [ranker], "t")
+    report = evaluate.write_paper_tables(cfg, plain, [ranker], "t", None, "val", tmp_path / "eval")
     assert report["metrics"] == ["bertscore", "bleu"] and report["table2"]["named_models"] == ["b", "a"]
     assert by_name(report["table3"])["PairRanker + max_logits"]["footrule"] == pytest.approx((0 + 4 + 1) / 3)
     assert (tmp_path / "eval" / "table3_alpaca_blend_modern_val.md").is_file()
     write_jsonl(scores_dir / "val.jsonl", [r.to_dict() for r in records[:2]])
     with pytest.raises(Exception, match="not the eval split's"):
-        evaluate.write_paper_tables(cfg, plain, [ranker], "t")
+        evaluate.write_paper_tables(cfg, plain, [ranker], "t", None, "val", tmp_path / "eval")
 
 
 def test_best_shares_count_ties_for_each():
