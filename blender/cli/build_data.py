@@ -10,12 +10,14 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from blender.cli.common import user_errors
 from blender.data.build import build_settings_from_dict, run_build
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="build_data")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    with user_errors():
+        run(cfg)
 
 
 def run(cfg: DictConfig) -> dict[str, str]:

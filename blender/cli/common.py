@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from blender.data.loading import load_candidates
+from blender.data.loading import DataPathError, load_candidates
 from blender.data.schema import Record, RecordError
 from blender.evaluation.paper_tables import named_models_for
 from blender.evaluation.ranking import best_model_on
+from blender.metrics.base import MetricLoadError
+from blender.rankers.backbone import BackboneLoadError
 from blender.rankers.predict import InferenceSettings
 
 log = logging.getLogger(__name__)
+
+# Bad input a user can fix: reported as one line naming what and where, not as a traceback.
+USER_ERRORS = (RecordError, DataPathError, BackboneLoadError, MetricLoadError, FileNotFoundError)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a user-fixable error into one logged line and exit status 2 (set HYDRA_FULL_ERROR=1 for a trace)."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        log.error("%s", error)
+        sys.exit(2)
 
 
 def to_dict(cfg: DictConfig | dict | None) -> dict[str, Any]:

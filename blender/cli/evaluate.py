@@ -8,7 +8,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from blender.cli.common import choose_named_models, inference_settings, load_split, pick_best_model, to_dict
+from blender.cli.common import (
+    choose_named_models,
+    inference_settings,
+    load_split,
+    pick_best_model,
+    to_dict,
+    user_errors,
+)
 from blender.data.loading import find_split_file, read_jsonl
 from blender.data.schema import Record, RecordError
 from blender.evaluation.evaluate import evaluate_ranker_with_methods
@@ -23,7 +30,8 @@ log = logging.getLogger(__name__)
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    with user_errors():
+        run(cfg)
 
 
 def run(cfg: DictConfig) -> dict:

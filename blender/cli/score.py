@@ -13,7 +13,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from blender.cli.common import choose_named_models, load_split, to_dict
+from blender.cli.common import choose_named_models, load_split, to_dict, user_errors
 from blender.evaluation.paper_report import report_paper_tables
 from blender.evaluation.paper_tables import METRIC_TITLES
 from blender.metrics.base import build_metrics
@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="score")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    with user_errors():
+        run(cfg)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

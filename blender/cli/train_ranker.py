@@ -10,7 +10,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from blender.cli.common import inference_settings, load_split, pick_best_model, to_dict
+from blender.cli.common import inference_settings, load_split, pick_best_model, to_dict, user_errors
 from blender.cli.evaluate import evaluate_and_report
 from blender.rankers.backbone import build_backbone
 from blender.rankers.pairranker import PairRanker
@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train_ranker")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    with user_errors():
+        run(cfg)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

@@ -1,13 +1,15 @@
 """The Hydra entry points on small data: the smoke run end to end, resume, and clear errors on bad input."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from blender.cli import evaluate, train_ranker
 from blender.data import DataPathError, RecordError
-from tests.conftest import compose_config, make_raw_record, write_jsonl
+from tests.conftest import REPO, compose_config, make_raw_record, write_jsonl
 
 
 def smoke(tmp_path, data_dir, *extra):
@@ -74,3 +76,20 @@ def test_eval_of_a_missing_checkpoint(tmp_path, small_dataset):
     cfg = compose_config("eval", [f"checkpoint={tmp_path / 'none'}", f"data.path={small_dataset}"])
     with pytest.raises(FileNotFoundError, match="not a ranker checkpoint"):
         evaluate.run(cfg)
+
+
+@pytest.mark.parametrize("entry", ["train_ranker", "evaluate"])
+def test_command_line_reports_bad_input_in_one_line(tmp_path, entry):
+    args = [f"data.path={tmp_path / 'nowhere'}", f"output_dir={tmp_path / 'out'}"]
+    args += ["experiment=smoke"] if entry == "train_ranker" else [f"checkpoint={tmp_path}"]
+    if entry == "evaluate":  # a checkpoint that exists, so the data path is what fails
+        from blender.rankers import PairRanker
+        from tests.conftest import make_tiny_encoder, make_tiny_tokenizer
+
+        tokenizer = make_tiny_tokenizer()
+        PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer).save(tmp_path)
+    done = subprocess.run([sys.executable, "-m", f"blender.cli.{entry}", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "nowhere: no such data folder" in output and "Traceback" not in output
