@@ -71,6 +71,7 @@ def sample_pairs(
     rng: np.random.Generator,
     min_delta: float = 0.0,
     skip_ties: bool = True,
+    weighting: str = "uniform",
 ) -> list[Pair]:
     """Sample training pairs for one epoch.
 
@@ -81,6 +82,10 @@ def sample_pairs(
         min_delta: |Δ| at or below this is a tie.
         skip_ties: leave out pairs tied on every task. They contribute nothing to the loss (the
             original computes them anyway, as a constant log 2 with no gradient).
+        weighting: "uniform" (the original: every pair alike) or "top": draw a pair with probability
+            ∝ 1 / (rank of its better candidate by the first task's signal), so pairs that decide the top of
+            the ranking (the candidates a top-1 pick chooses between) are drawn more often than pairs of two
+            weak answers.
     Returns:
         The pairs, record by record; each pair's order is random (p = 0.5), as in the original.
     """
@@ -90,7 +95,15 @@ def sample_pairs(
         candidates = [(i, j) for i in range(n) for j in range(i + 1, n)]
         if skip_ties:
             candidates = [(i, j) for i, j in candidates if any(pair_targets(signal, i, j, min_delta))]
-        order = rng.permutation(len(candidates))[:pairs_per_example]
+        if weighting == "uniform":
+            order = rng.permutation(len(candidates))[:pairs_per_example]
+        elif weighting == "top":
+            ranks = rankdata(-signal[:, 0], method="min")
+            weights = np.array([1.0 / min(ranks[i], ranks[j]) for i, j in candidates])
+            take = min(pairs_per_example, len(candidates))
+            order = rng.choice(len(candidates), size=take, replace=False, p=weights / weights.sum()) if take else []
+        else:
+            raise ValueError(f"pair weighting {weighting!r}; choose uniform or top")
         for k in order:
             i, j = candidates[k]
             if rng.random() < 0.5:

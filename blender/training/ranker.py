@@ -36,12 +36,14 @@ class PairSampling:
         signal_transform: "none", "logit" or "rank" (see `signal_matrix`).
         min_delta: signal differences at or below this are ties (no loss).
         skip_ties: do not spend forward passes on pairs tied on every task.
+        weighting: "uniform" (paper) or "top" (favour pairs that involve the instruction's best answers).
     """
 
     pairs_per_example: int = 5
     signal_transform: str = "none"
     min_delta: float = 0.0
     skip_ties: bool = True
+    weighting: str = "uniform"
 
 
 class PairBatches(Sequence):
