@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20, help="instructions to rank (110 pairs each)")
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=16384)
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--out", default="bench")
