@@ -101,7 +101,11 @@ def sample_pairs(
             ranks = rankdata(-signal[:, 0], method="min")
             weights = np.array([1.0 / min(ranks[i], ranks[j]) for i, j in candidates])
             take = min(pairs_per_example, len(candidates))
-            order = rng.choice(len(candidates), size=take, replace=False, p=weights / weights.sum()) if take else []
+            order = (
+                rng.choice(len(candidates), size=take, replace=False, p=weights / weights.sum())
+                if take
+                else []
+            )
         else:
             raise ValueError(f"pair weighting {weighting!r}; choose uniform or top")
         for k in order:

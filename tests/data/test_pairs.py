@@ -63,6 +63,8 @@ def test_top_weighting_favours_pairs_with_the_best_answers():
     share_top = np.mean([0 in (p.first, p.second) for p in top])
     # Uniform: 5 of the 15 pairs hold candidate 0 (1/3); top: weight 5 of 5 + 4/2 + 3/3 + 2/4 + 1/5 = 8.7.
     assert abs(share_uniform - 1 / 3) < 0.05 and share_top > 0.5
-    assert all(len({frozenset((p.first, p.second)) for p in top[k : k + 3]}) == 3 for k in range(0, len(top), 3))
+    assert all(
+        len({frozenset((p.first, p.second)) for p in top[k : k + 3]}) == 3 for k in range(0, len(top), 3)
+    )
     with pytest.raises(ValueError, match="choose uniform or top"):
         sample_pairs(signals, 3, np.random.default_rng(0), weighting="hard")
