@@ -93,3 +93,11 @@ def test_command_line_reports_bad_input_in_one_line(tmp_path, entry):
     output = done.stdout + done.stderr
     assert done.returncode == 2, output
     assert "nowhere: no such data folder" in output and "Traceback" not in output
+
+
+def test_wandb_logger_runs_offline(tmp_path, small_dataset, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train_ranker.run(smoke(tmp_path, small_dataset, "logger=wandb", "evaluate_after_training=false"))
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
