@@ -80,7 +80,11 @@ def test_eval_of_a_missing_checkpoint(tmp_path, small_dataset):
 
 @pytest.mark.parametrize("entry", ["train_ranker", "evaluate"])
 def test_command_line_reports_bad_input_in_one_line(tmp_path, entry):
-    args = [f"data.path={tmp_path / 'nowhere'}", f"output_dir={tmp_path / 'out'}"]
+    args = [
+        f"data.path={tmp_path / 'nowhere'}",
+        f"output_dir={tmp_path / 'out'}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+    ]
     args += ["experiment=smoke"] if entry == "train_ranker" else [f"checkpoint={tmp_path}"]
     if entry == "evaluate":  # a checkpoint that exists, so the data path is what fails
         from blender.rankers import PairRanker
