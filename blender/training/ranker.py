@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -137,6 +138,9 @@ def train_ranker(
     signal_by_record = [signal_matrix(r, signals, sampling.signal_transform) for r in train_records]
     encoded = encode_records(ranker, train_records)
 
+    @functools.lru_cache(
+        maxsize=1
+    )  # the loop asks for an epoch's batches more than once (counting, resuming)
     def epoch_batches(epoch: int) -> PairBatches:
         rng = np.random.default_rng(settings.seed + epoch)
         pairs = sample_pairs(
