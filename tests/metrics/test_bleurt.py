@@ -121,8 +121,10 @@ def test_deterministic_and_batch_invariant(tiny_bleurt: BLEURT, tiny_bleurt_dir:
 
 def test_sentencepiece_checkpoint_gets_the_sentencepiece_tokenizer(tmp_path: Path) -> None:
     """A folder with `spm.model` and no `vocab.txt` (the BLEURT-20 layout) loads BleurtSPTokenizer."""
-    pytest.importorskip("google.protobuf", reason="transformers 5 needs protobuf to convert spm.model")
-    sentencepiece = pytest.importorskip("sentencepiece")
+    # Both come with the `bleurt` extra that `make setup` installs; transformers 5 needs protobuf to read spm.model.
+    import google.protobuf  # noqa: F401
+    import sentencepiece
+
     (tmp_path / "corpus.txt").write_text("\n".join(CANDIDATES + REFERENCES) * 20)
     sentencepiece.SentencePieceTrainer.train(
         input=str(tmp_path / "corpus.txt"),
