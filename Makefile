@@ -11,7 +11,7 @@ RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 ARGS ?=
 CKPT ?= $(shell ls -td outputs/train_ranker/*/best 2>/dev/null | head -1)
 
-.PHONY: help setup test lint train-ranker eval demo bench data score
+.PHONY: help setup test lint train-ranker train-fuser eval demo bench data score
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -34,6 +34,10 @@ lint: ## ruff: lint and format check
 train-ranker: ## Train a ranker and evaluate it (ARGS="data=alpaca_blend trainer.epochs=3", ACCEL=single_gpu|multi_gpu|zero2)
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(VENV)/bin/accelerate launch --config_file conf/accelerate/$(ACCEL).yaml \
 		-m blender.cli.train_ranker run_id=$(RUN_ID) $(ARGS)
+
+train-fuser: ## Train a GenFuser on a ranker's top-K and evaluate it (ARGS="fuser=flan_t5_xl", ACCEL=zero2 for the paper's setup)
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(VENV)/bin/accelerate launch --config_file conf/accelerate/$(ACCEL).yaml \
+		-m blender.cli.train_fuser run_id=$(RUN_ID) $(ARGS)
 
 eval: ## Evaluate a ranker checkpoint (CKPT=outputs/train_ranker/<run_id>/best, default: the newest) and print the table
 	@test -n "$(CKPT)" || { echo "no checkpoint: train one (make train-ranker) or pass CKPT=path/to/best"; exit 2; }
