@@ -202,7 +202,7 @@ def build_card(s: BuildSettings, keys: dict[str, dict[str, str]]) -> dict[str, A
         "stage_counts": counts,
         "models": [m.name for m in s.models],
         "n_candidates": len(s.models),
-        "generation": {k: v for k, v in asdict(s.generation).items()},
+        "generation": asdict(s.generation),
         "scoring": {"metrics": s.metrics, "splits": list(markers["score"])},
         "judging": judging,
         "last_stage": {split: _last_stage(chain) for split, chain in keys.items()},
