@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -10,6 +11,20 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+
+@functools.cache
+def _umask() -> int:
+    # Reading the umask means setting it; done once, so threads writing files never see the brief 0.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def _default_mode(directory: bool = False) -> int:
+    """The mode `open()` / `mkdir()` would give under the umask (mkstemp/mkdtemp use 0600/0700, which
+    would leave outputs unreadable to a team on a shared cluster filesystem)."""
+    return (0o777 if directory else 0o666) & ~_umask()
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -27,6 +42,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -48,6 +64,7 @@ def write_dir_atomic(path: str | os.PathLike, fill: Callable[[Path], None]) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
+        os.chmod(tmp, _default_mode(directory=True))
         fill(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -76,6 +93,7 @@ def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) 
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
