@@ -12,16 +12,6 @@ FAST = ["inference.mixed_precision=no", "inference.show_progress=false", "tables
         "metrics.bertscore=null", "metrics.rouge1=null", "metrics.rouge2=null", "eval.bootstrap_samples=50"]  # fmt: skip
 
 
-@pytest.fixture
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_ranker, one_thread):
     ranker_dir = tmp_path / "train_ranker" / "r1" / "best"
     tiny_ranker.save(ranker_dir)

@@ -39,12 +39,5 @@ def fuser_tokenizer() -> PreTrainedTokenizerFast:
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run their many small ops on one thread: on a shared 2-core machine, two threads spin-wait
-    on each other (a T5 step goes from 40 ms to 2 s)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _tiny_models_on_one_thread(one_thread):
+    """Every fuser test runs on one thread (see `one_thread` in tests/conftest.py)."""
