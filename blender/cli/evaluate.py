@@ -120,7 +120,10 @@ def report_fused(
     Shared by `make train-fuser` and `make eval fuser_checkpoint=...`."""
     data = cfg.data
     answers_file = output_dir / f"fused_{data.name}_{split}.jsonl"
-    texts = load_fused(answers_file, records, rankings, k, fuser_checkpoint)
+    texts = None
+    # Answers written here before, or by `make train-fuser` beside the fuser (`<run>/eval`), for the same top-K.
+    for saved in dict.fromkeys([answers_file, Path(fuser_checkpoint).parent / "eval" / answers_file.name]):
+        texts = texts or load_fused(saved, records, rankings, k, fuser_checkpoint)
     if texts is None:
         texts = fuse_records(fuser, records, rankings, k)
         save_fused(answers_file, records, rankings, k, texts, fuser_checkpoint)

@@ -70,9 +70,10 @@ def load_fused(path: str | Path, records: Sequence[Record], rankings: Sequence[S
         (r.id, [r.candidates[i].model for i in ranking[:k]])
         for r, ranking in zip(records, rankings, strict=True)
     ]
-    if [(row["id"], row["topk_models"]) for row in rows] != want or any(
-        row.get("fuser_checkpoint") != fuser_checkpoint for row in rows
-    ):
+    same_fuser = all(
+        Path(row.get("fuser_checkpoint", "")).resolve() == Path(fuser_checkpoint).resolve() for row in rows
+    )
+    if [(row["id"], row["topk_models"]) for row in rows] != want or not same_fuser:
         log.info("%s holds other fused answers (records, top-K or fuser differ): generating again", path)
         return None
     log.info("fused answers from %s", path)

@@ -37,6 +37,8 @@ def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_
     table = evaluate.run(cfg)
     again = {r["method"]: r for r in table["fused"]["paper_tables"]["table2"]["rows"]}
     assert again["PairRanker (K=3) + GenFuser"]["rougeL"] == pytest.approx(fused["rougeL"])
+    # Same ranker, same top-K, same fuser: make eval read the answers train-fuser wrote instead of generating.
+    assert not (ranker_dir.parent / "eval" / "fused_alpaca_blend_modern_val.jsonl").exists()
 
 
 def test_random_k_ablation_needs_no_ranker(tmp_path, small_dataset, one_thread):
