@@ -4,6 +4,9 @@ from blender.api import Blender
 blender = Blender.from_pretrained("outputs/train_ranker/<run_id>/best")
 ranks = blender.rank(["Name a prime."], [["4", "7", "9"]])      # [[3, 1, 2]]-like, 1 = best
 blender.compare("Name a prime.", "7", "4")                       # > 0: the first answer is better
+
+blender = Blender.from_pretrained(ranker_dir, fuser_checkpoint="outputs/train_fuser/<run_id>/best")
+blender.rank_and_fuse(["Name a prime."], [["4", "7", "9"]], top_k=3)  # one fused answer per instruction
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 
 from blender.aggregation import get_aggregation
 from blender.data.schema import Candidate, Record
+from blender.fuser.model import GenerationSettings, GenFuser
 from blender.metrics.gpt_rank import competition_ranks
 from blender.rankers.pairranker import PairRanker
 from blender.rankers.predict import (
@@ -46,16 +50,20 @@ def _as_records(
 
 
 class Blender:
-    """A trained PairRanker behind `rank` and `compare`.
+    """A trained PairRanker behind `rank` and `compare`, and optionally a GenFuser behind `fuse`.
 
     Args:
         ranker: the model.
         inference: batching and precision of its forward passes.
+        fuser: a trained GenFuser for `fuse` and `rank_and_fuse`.
     """
 
-    def __init__(self, ranker: PairRanker, inference: InferenceSettings | None = None) -> None:
+    def __init__(
+        self, ranker: PairRanker, inference: InferenceSettings | None = None, fuser: GenFuser | None = None
+    ) -> None:
         self.ranker = ranker.eval()
         self.inference = inference or InferenceSettings(show_progress=False)
+        self.fuser = fuser
 
     @classmethod
     def from_pretrained(
@@ -63,10 +71,17 @@ class Blender:
         checkpoint: str | os.PathLike,
         device: str | None = None,
         inference: InferenceSettings | None = None,
+        fuser_checkpoint: str | os.PathLike | None = None,
+        generation: GenerationSettings | None = None,
     ) -> Blender:
-        """Load a checkpoint folder written by training (`…/best`); on GPU when there is one."""
+        """Load a ranker checkpoint folder written by training (`…/best`), and a fuser's when given; on GPU
+        when there is one. `generation` overrides the fuser's saved decoding settings."""
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(PairRanker.load(checkpoint).to(device), inference)
+        fuser = None
+        if fuser_checkpoint is not None:
+            fuser = GenFuser.load(fuser_checkpoint, generation)
+            fuser.model.to(device)
+        return cls(PairRanker.load(checkpoint).to(device), inference, fuser)
 
     def rank(
         self,
@@ -106,6 +121,46 @@ class Blender:
         encoded = encode_records(self.ranker, [record])
         logits = score_pairs(self.ranker, encoded, [(0, 0, 1), (0, 1, 0)], self.inference)
         return float(np.subtract(*logits))
+
+    def fuse(
+        self,
+        instructions: Sequence[str],
+        topk_candidates: Sequence[Sequence[str]],
+        inputs: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Fuse each instruction's candidates (best first, as `rank_and_fuse` passes them) into one answer.
+
+        Args:
+            instructions: one per example.
+            topk_candidates: per example, the candidates to fuse, in rank order.
+            inputs: optional per-example inputs.
+        Returns:
+            One fused answer per example.
+        """
+        if self.fuser is None:
+            raise ValueError("this Blender has no fuser: Blender.from_pretrained(..., fuser_checkpoint=DIR)")
+        if len(instructions) != len(topk_candidates):
+            raise ValueError(f"{len(instructions)} instructions but {len(topk_candidates)} candidate lists")
+        return self.fuser.generate(instructions, list(inputs) if inputs is not None else [""] * len(instructions),
+                                   topk_candidates)  # fmt: skip
+
+    def rank_and_fuse(
+        self,
+        instructions: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        top_k: int = 3,
+        inputs: Sequence[str] | None = None,
+        aggregation: str = "max_logits",
+    ) -> list[str]:
+        """Rank each instruction's candidates, then fuse its `top_k` best (in rank order): LLM-Blender.
+
+        Returns:
+            One fused answer per example.
+        """
+        ranks = self.rank(instructions, candidates, inputs, aggregation)
+        topk = [[texts[i] for i in sorted(range(len(texts)), key=lambda i: r[i])[:top_k]]
+                for texts, r in zip(candidates, ranks, strict=True)]  # fmt: skip
+        return self.fuse(instructions, topk, inputs)
 
 
 __all__ = ["Blender"]

@@ -101,3 +101,15 @@ def small_dataset(tmp_path: Path) -> Path:
 def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name=config_name, overrides=overrides)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run their many small ops on one thread: on a shared 2-core machine two threads spin-wait on
+    each other (a tiny T5 step goes from 40 ms to 2 s)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -7,6 +7,8 @@ import yaml
 from hydra.utils import instantiate
 
 from blender.cli.common import to_dict
+from blender.fuser import GenerationSettings, GenFuser, PackingSettings, TopKSettings
+from blender.fuser.model import KINDS
 from blender.rankers import PairRanker, build_backbone
 from blender.training.loop import LoggerSettings, TrainSettings
 from blender.training.ranker import PairSampling
@@ -28,9 +30,15 @@ def test_train_ranker_composes(data, backbone, tmp_path):
     LoggerSettings(**to_dict(cfg.logger))
 
 
+def entry_point_of(experiment: str) -> str:
+    """The config an experiment belongs to, read off the command on its second line."""
+    command = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()[1]
+    return "train_fuser" if ("train-fuser" in command or "train_fuser" in command) else "train_ranker"
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiments_compose_and_start_with_their_command(experiment, tmp_path):
-    cfg = compose_config("train_ranker", [f"experiment={experiment}", f"output_dir={tmp_path}"])
+    cfg = compose_config(entry_point_of(experiment), [f"experiment={experiment}", f"output_dir={tmp_path}"])
     assert cfg.trainer.epochs >= 1
     lines = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()
     assert lines[0] == "# @package _global_"
@@ -48,6 +56,23 @@ def test_smoke_experiment_builds_a_ranker(tmp_path):
     assert isinstance(ranker, PairRanker) and ranker.encoder.source_max_length == 32
 
 
+@pytest.mark.parametrize("fuser", sorted(p.stem for p in (CONF / "fuser").glob("*.yaml")))
+def test_train_fuser_composes(fuser, tmp_path):
+    cfg = compose_config("train_fuser", [f"fuser={fuser}", f"output_dir={tmp_path}"])
+    TrainSettings(**to_dict(cfg.trainer))
+    TopKSettings(**to_dict(cfg.topk))
+    fuser_cfg = to_dict(cfg.fuser)
+    assert fuser_cfg["kind"] in KINDS and fuser_cfg["_target_"] == "blender.fuser.build_fuser"
+    PackingSettings(**fuser_cfg["packing"])
+    GenerationSettings(**fuser_cfg["generation"])
+
+
+def test_tiny_fuser_builds(tmp_path):
+    cfg = compose_config("train_fuser", ["experiment=fuser_smoke", f"output_dir={tmp_path}"])
+    fuser = instantiate(cfg.fuser, _convert_="all")
+    assert isinstance(fuser, GenFuser) and fuser.packing.max_source_length == 96
+
+
 def test_data_paths_follow_environment_variables(monkeypatch, tmp_path):
     monkeypatch.setenv("ALPACA_BLEND_DIR", str(tmp_path))
     cfg = compose_config("train_ranker", ["data=alpaca_blend", f"output_dir={tmp_path}"])
@@ -61,6 +86,8 @@ def test_eval_config_composes(tmp_path):
     cfg = compose_config("eval", [f"checkpoint={tmp_path}", "data=alpaca_blend"])
     assert cfg.split == "val" and "max_logits" in cfg.eval.aggregations
     assert compose_config("eval", [f"checkpoint={tmp_path}", "data=mixinstruct"]).split == "test"
+    cfg = compose_config("eval", [f"checkpoint={tmp_path}", f"fuser_checkpoint={tmp_path}", "judge=local"])
+    assert cfg.fuse.k == 3 and "bertscore" in cfg.metrics and cfg.judge.model
 
 
 def test_unknown_config_key_fails_clearly(tmp_path):

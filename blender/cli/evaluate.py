@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import hydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from blender.cli.common import (
@@ -23,6 +24,20 @@ from blender.evaluation.paper_report import report_paper_tables
 from blender.evaluation.paper_tables import available_metrics
 from blender.evaluation.ranking import Method
 from blender.evaluation.report import print_table, write_pair_logits, write_report
+from blender.fuser.evaluate import (
+    FUSED_FIELD,
+    FusedAnswers,
+    fuse_records,
+    fused_row_name,
+    judge_fused,
+    load_fused,
+    save_fused,
+)
+from blender.fuser.model import GenerationSettings, GenFuser
+from blender.fuser.topk import rankings_from_scores
+from blender.metrics.base import build_metrics
+from blender.metrics.judge import PairwiseJudge
+from blender.metrics.scoring import score_split
 from blender.rankers.pairranker import PairRanker
 
 log = logging.getLogger(__name__)
@@ -67,9 +82,60 @@ def evaluate_and_report(
     write_pair_logits(output_dir / f"pair_logits_{data.name}_{split}.npz", [r.id for r in records],
                       [r.models for r in records], matrices)  # fmt: skip
     log.info("wrote %s", markdown)
-    if cfg.tables.enabled:
+    if cfg.get("fuser_checkpoint"):
+        # The fused row: the fuser reads this ranker's top-K (MaxLogits, the paper's) of the eval split.
+        pick = next(m for m in rankers if m.name.endswith("max_logits")) if any(
+            m.name.endswith("max_logits") for m in rankers) else rankers[0]  # fmt: skip
+        fuser = GenFuser.load(cfg.fuser_checkpoint, _generation(cfg))
+        table["fused"] = report_fused(cfg, fuser, str(cfg.fuser_checkpoint), records, rankings_from_scores(pick.scores),
+                                      cfg.fuse.k, "ranker", rankers, train, split, output_dir)  # fmt: skip
+    elif cfg.tables.enabled:
         table["paper_tables"] = write_paper_tables(cfg, records, rankers, title, train, split, output_dir)
     return table
+
+
+def _generation(cfg: DictConfig) -> GenerationSettings | None:
+    """Decoding from `fuse.generation` (or the fuser config's), else the settings saved with the fuser."""
+    settings = cfg.get("fuse", {}).get("generation") if "fuse" in cfg else None
+    if settings is None and "fuser" in cfg:
+        settings = cfg.fuser.get("generation")
+    return GenerationSettings(**to_dict(settings)) if settings is not None else None
+
+
+def report_fused(
+    cfg: DictConfig,
+    fuser: GenFuser,
+    fuser_checkpoint: str,
+    records: list[Record],
+    rankings: list[list[int]],
+    k: int,
+    selection: str,
+    rankers: list[Method],
+    train: list[Record] | None,
+    split: str,
+    output_dir: Path,
+) -> dict:
+    """Fuse each record's top-K (or reuse answers saved for the same top-K and fuser), score them with
+    `cfg.metrics`, place them with `cfg.judge` when set, and write Table 2 / Table 3 with the fused row.
+    Shared by `make train-fuser` and `make eval fuser_checkpoint=...`."""
+    data = cfg.data
+    answers_file = output_dir / f"fused_{data.name}_{split}.jsonl"
+    texts = None
+    # Answers written here before, or by `make train-fuser` beside the fuser (`<run>/eval`), for the same top-K.
+    for saved in dict.fromkeys([answers_file, Path(fuser_checkpoint).parent / "eval" / answers_file.name]):
+        texts = texts or load_fused(saved, records, rankings, k, fuser_checkpoint)
+    if texts is None:
+        texts = fuse_records(fuser, records, rankings, k)
+        save_fused(answers_file, records, rankings, k, texts, fuser_checkpoint)
+        log.info("wrote %s", answers_file)
+    gpt_ranks = None
+    if cfg.get("judge") is not None:
+        with PairwiseJudge(instantiate(cfg.judge)) as judge:
+            gpt_ranks = judge_fused(records, texts, judge)
+    fused = FusedAnswers(fused_row_name(k, selection), texts, gpt_ranks)
+    title = f"{data.name} {split}: {fused.row_name} ({fuser_checkpoint})"
+    report = write_paper_tables(cfg, records, rankers, title, train, split, output_dir, fused)
+    return {"answers": str(answers_file), "row": fused.row_name, "paper_tables": report}
 
 
 def scored_records(cfg: DictConfig, records: list[Record], split: str) -> list[Record]:
@@ -96,18 +162,30 @@ def write_paper_tables(
     train: list[Record] | None,
     split: str,
     output_dir: Path,
+    fused: FusedAnswers | None = None,
 ) -> dict | None:
-    """Table 2 / Table 3 next to the ranking table, when the eval split's candidates carry reference metrics."""
+    """Table 2 / Table 3 next to the ranking table, when the eval split's candidates carry reference metrics;
+    with `fused`, its answers are scored by `cfg.metrics` and get their Table 2 row."""
     data, tables = cfg.data, to_dict(cfg.tables)
     scored = scored_records(cfg, records, split)
-    if not available_metrics(scored, tables["metrics"]):
+    extra_outputs, metric_keys = None, tables["metrics"]
+    if fused is not None:
+        metrics = build_metrics(to_dict(cfg.metrics))
+        metric_keys = [m for m in metric_keys if m in metrics]
+        if not available_metrics(scored, metric_keys):
+            # No `make score` output for this split: score its candidates here too (cached beside the report).
+            scored = score_split(scored, metrics, output_dir / f"scored_{data.name}_{split}.jsonl")
+        scored = fused.attach(scored, metrics)
+        extra_outputs = {fused.row_name: FUSED_FIELD}
+    if not available_metrics(scored, metric_keys):
         log.info("no reference-metric scores %s on %s %s: Table 2 / Table 3 skipped (make score, then "
                  "tables.scores_path=outputs/scores/%s)", tables["metrics"], data.name, split, data.name)  # fmt: skip
         return None
     named = choose_named_models(data, tables["named_models"], scored, train)
     report = report_paper_tables(
         scored, data.oracle, named, output_dir, f"{data.name}_{split}", title, dataset=data.name,
-        rankers=rankers, metric_keys=tables["metrics"], n_boot=cfg.eval.bootstrap_samples, seed=cfg.eval.seed,
+        rankers=rankers, metric_keys=metric_keys, extra_outputs=extra_outputs,
+        n_boot=cfg.eval.bootstrap_samples, seed=cfg.eval.seed,
     )  # fmt: skip
     log.info("wrote %s", ", ".join(report["files"]))
     return report

@@ -151,8 +151,8 @@ def table2(
         n_boot: bootstrap resamples.
         seed: bootstrap seed.
         extra_outputs: {row name: record field} of extra answers scored by the scoring job (e.g. a fused
-            answer under "fused", scores in `record.extra["fused_scores"]`); they get metric columns only,
-            since the oracle has not judged them.
+            answer under "fused", scores in `record.extra["fused_scores"]`); they get metric columns, and
+            GPT-Rank / Top-1 / Top-3 where every record has `extra["<field>_gpt_rank"]` (a judge's placement).
     Returns:
         {"oracle", "metrics", "named_models", "n_examples", "rows": [{"method", "category", <key>, <key>_ci}]}.
         Keys: each metric, "gpt_rank", "top1_pct", "top3_pct", "ge:<model>"; a missing value is None.
@@ -188,6 +188,12 @@ def table2(
     ]
     for name, field in (extra_outputs or {}).items():
         values = {m: [r.extra[f"{field}_scores"][m] for r in records] for m in metrics}
+        if all(f"{field}_gpt_rank" in r.extra for r in records):
+            # Placed among the candidates by a judge (blender.fuser.evaluate.judge_fused).
+            placed = np.array([r.extra[f"{field}_gpt_rank"] for r in records], dtype=float)
+            values.update(
+                gpt_rank=list(placed), top1_pct=list(100 * (placed == 1)), top3_pct=list(100 * (placed <= 3))
+            )
         rows.append(_summarise(name, "LLM-Blender", values, indices))
     return {"oracle": oracle, "metrics": list(metrics), "named_models": named, "n_examples": len(records),
             "rows": rows, "best_share_pct": best_shares(records, oracle)}  # fmt: skip

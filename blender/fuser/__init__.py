@@ -1,0 +1,38 @@
+"""GenFuser: fuse the ranker's top-K candidates into one answer (packing, model, top-K cache, training)."""
+
+from blender.fuser.evaluate import (
+    FUSED_FIELD,
+    FusedAnswers,
+    fuse_records,
+    fused_row_name,
+    judge_fused,
+    place_fused,
+)
+from blender.fuser.model import GenerationSettings, GenFuser, build_fuser
+from blender.fuser.packing import PackingSettings, pack_source, pack_target, truncate_candidate
+from blender.fuser.topk import RankerNotFoundError, TopKSettings, ranker_rankings, rankings_from_scores
+from blender.fuser.training import FuserExample, fuser_examples, fuser_loss, train_fuser
+
+__all__ = [
+    "FUSED_FIELD",
+    "FusedAnswers",
+    "FuserExample",
+    "GenFuser",
+    "GenerationSettings",
+    "PackingSettings",
+    "RankerNotFoundError",
+    "TopKSettings",
+    "build_fuser",
+    "fuse_records",
+    "fused_row_name",
+    "fuser_examples",
+    "fuser_loss",
+    "judge_fused",
+    "pack_source",
+    "pack_target",
+    "place_fused",
+    "ranker_rankings",
+    "rankings_from_scores",
+    "train_fuser",
+    "truncate_candidate",
+]

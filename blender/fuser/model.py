@@ -1,0 +1,331 @@
+"""GenFuser: a seq2seq model (or a decoder-only LM) that reads the top-K candidates and writes one answer.
+
+Three kinds, chosen by config (`conf/fuser/*.yaml`):
+- "seq2seq": any `AutoModelForSeq2SeqLM` (Flan-T5 base/large/XL, the paper's XL);
+- "bert2bert": transformers' `EncoderDecoderModel` warm-started from one BERT-style encoder on both sides
+  (the packaged MiniLM offline; the decoder's cross-attention starts random), decoding from [CLS] to [SEP];
+- "causal": a decoder-only chat LM; the packed source goes in the user turn of its chat template and the loss
+  is on the answer only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    EncoderDecoderConfig,
+    EncoderDecoderModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from blender.fuser.packing import PackingSettings, pack_source, pack_target
+from blender.packaged_models import resolve_name_or_path
+from blender.rankers.backbone import BackboneLoadError
+from blender.rankers.predict import length_sorted_batches
+
+log = logging.getLogger(__name__)
+
+KINDS = ("seq2seq", "bert2bert", "causal")
+FUSER_CONFIG_FILE = "fuser_config.json"
+IGNORE_INDEX = -100
+
+
+@dataclass
+class GenerationSettings:
+    """Decoding of fused answers (`fuser.generation`); the original: 4 beams, 128 new tokens, no sampling.
+
+    Attributes:
+        num_beams: beam width (1: greedy).
+        max_new_tokens: tokens generated at most.
+        batch_size: sources per `generate` call (sorted by length, so a batch pads little).
+        no_repeat_ngram_size: forbid repeating n-grams (0: off, as the original).
+        mixed_precision: "no", "bf16" or "fp16" autocast.
+        show_progress: draw a bar.
+    """
+
+    num_beams: int = 4
+    max_new_tokens: int = 128
+    batch_size: int = 8
+    no_repeat_ngram_size: int = 0
+    mixed_precision: str = "no"
+    show_progress: bool = True
+
+
+def _load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    resolved = resolve_name_or_path(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(resolved)
+    except (OSError, ValueError) as error:
+        raise BackboneLoadError(f"could not load the fuser tokenizer {resolved!r} ({error}); download it where "
+                                "the hub is reachable and pass the folder as fuser.tokenizer") from error  # fmt: skip
+
+
+def _special_ids(tokenizer: PreTrainedTokenizerBase, kind: str) -> dict[str, int]:
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    ids = {"eos_token_id": eos, "pad_token_id": pad}
+    if kind == "bert2bert":
+        ids["decoder_start_token_id"] = tokenizer.cls_token_id
+        ids["bos_token_id"] = tokenizer.cls_token_id
+    return ids
+
+
+def _set_special_ids(model: PreTrainedModel, ids: dict[str, int]) -> None:
+    for name, value in ids.items():
+        setattr(model.config, name, value)
+        if model.generation_config is not None:
+            setattr(model.generation_config, name, value)
+
+
+def _build_model(
+    kind: str, name_or_path: str | None, config: dict[str, Any] | None, vocab_size: int
+) -> PreTrainedModel:
+    if config is not None:
+        settings = dict(config)
+        if kind == "bert2bert":
+            encoder = dict(settings.pop("encoder", settings))
+            decoder = dict(settings.pop("decoder", encoder))
+            parts = []
+            for part in (encoder, decoder):
+                part.setdefault("vocab_size", vocab_size)
+                parts.append(AutoConfig.for_model(part.pop("model_type", "bert"), **part))
+            return EncoderDecoderModel(config=EncoderDecoderConfig.from_encoder_decoder_configs(*parts))
+        settings.setdefault("vocab_size", vocab_size)
+        model_config = AutoConfig.for_model(settings.pop("model_type"), **settings)
+        auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+        return auto.from_config(model_config)
+    resolved = resolve_name_or_path(name_or_path)
+    try:
+        if kind == "bert2bert":
+            return EncoderDecoderModel.from_encoder_decoder_pretrained(resolved, resolved)
+        auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+        return auto.from_pretrained(resolved)
+    except (OSError, ValueError) as error:
+        raise BackboneLoadError(
+            f"could not load the fuser {resolved!r} ({type(error).__name__}: {error}). Without hub access, download "
+            f"it where the hub is reachable (`hf download {resolved} --local-dir DIR`) and pass fuser.name_or_path=DIR"
+        ) from error
+
+
+def _autocast(device: torch.device, mixed_precision: str) -> contextlib.AbstractContextManager:
+    if mixed_precision == "no":
+        return contextlib.nullcontext()
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    if mixed_precision not in dtypes:
+        raise ValueError(f"mixed_precision={mixed_precision!r}; choose no, bf16 or fp16")
+    return torch.autocast(device.type, dtype=dtypes[mixed_precision])
+
+
+class GenFuser:
+    """A fusing model, its tokenizer and how it packs inputs and decodes.
+
+    Args:
+        model: the seq2seq or causal LM (`model` is what training updates).
+        tokenizer: its tokenizer.
+        kind: "seq2seq", "bert2bert" or "causal".
+        packing: token budgets and separators.
+        generation: decoding settings.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        kind: str,
+        packing: PackingSettings | None = None,
+        generation: GenerationSettings | None = None,
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"fuser.kind={kind!r}; choose one of {list(KINDS)}")
+        self.model, self.tokenizer, self.kind = model, tokenizer, kind
+        self.packing = packing or PackingSettings()
+        self.generation = generation or GenerationSettings()
+        if kind == "causal" and tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        _set_special_ids(model, _special_ids(tokenizer, kind))
+
+    @property
+    def is_causal(self) -> bool:
+        return self.kind == "causal"
+
+    # --- inputs -----------------------------------------------------------------------------------------
+    def prompt_ids(self, instruction: str, input_text: str, candidates: Sequence[str]) -> list[int]:
+        """The packed source; for a causal LM, inside the user turn of its chat template (when it has one)."""
+        ids = pack_source(self.tokenizer, instruction, input_text, candidates, self.packing)
+        if not self.is_causal or not getattr(self.tokenizer, "chat_template", None):
+            return ids
+        text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        chat = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                                  tokenize=False)  # fmt: skip
+        return self.tokenizer(chat, add_special_tokens=False)["input_ids"]
+
+    def encode(
+        self, instruction: str, input_text: str, candidates: Sequence[str], target: str | None = None
+    ) -> dict[str, list[int]]:
+        """One example's ids: {"input_ids"} (+ {"labels"} with a target). A causal LM reads prompt + answer
+        and its labels ignore the prompt."""
+        prompt = self.prompt_ids(instruction, input_text, candidates)
+        if target is None:
+            return {"input_ids": prompt}
+        answer = pack_target(self.tokenizer, target, self.packing)
+        if self.is_causal:
+            return {"input_ids": prompt + answer, "labels": [IGNORE_INDEX] * len(prompt) + answer}
+        return {"input_ids": prompt, "labels": answer}
+
+    def collate(self, examples: Sequence[dict[str, list[int]]], left_pad: bool = False) -> dict[str, Tensor]:
+        """Pad a batch: inputs with the pad id (mask 0), labels with −100."""
+        pad = self.tokenizer.pad_token_id
+        width = max(len(e["input_ids"]) for e in examples)
+
+        def padded(row: list[int], value: int, length: int) -> list[int]:
+            fill = [value] * (length - len(row))
+            return fill + row if left_pad else row + fill
+
+        batch = {
+            "input_ids": torch.tensor([padded(e["input_ids"], pad, width) for e in examples]),
+            "attention_mask": torch.tensor([padded([1] * len(e["input_ids"]), 0, width) for e in examples]),
+        }
+        if "labels" in examples[0]:
+            label_width = max(len(e["labels"]) for e in examples)
+            batch["labels"] = torch.tensor([padded(e["labels"], IGNORE_INDEX, label_width) for e in examples])
+        return batch
+
+    # --- generation -------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(
+        self,
+        instructions: Sequence[str],
+        inputs: Sequence[str],
+        topk_candidates: Sequence[Sequence[str]],
+        settings: GenerationSettings | None = None,
+    ) -> list[str]:
+        """One fused answer per instruction from its candidates (in the order given: rank order).
+
+        Sources are sorted by length and batched, so a batch pads little; answers come back in input order.
+        """
+        settings = settings or self.generation
+        if not len(instructions) == len(inputs) == len(topk_candidates):
+            raise ValueError(f"{len(instructions)} instructions, {len(inputs)} inputs, "
+                             f"{len(topk_candidates)} candidate lists: one each per example")  # fmt: skip
+        prompts = [
+            self.prompt_ids(i, x, c) for i, x, c in zip(instructions, inputs, topk_candidates, strict=True)
+        ]
+        was_training = self.model.training
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        lengths = [len(p) for p in prompts]
+        batches = length_sorted_batches(lengths, max_tokens=max(lengths) * settings.batch_size,
+                                        max_batch_size=settings.batch_size)  # fmt: skip
+        answers: list[str] = [""] * len(prompts)
+        bar = tqdm(total=len(prompts), desc="fusing", unit="answer", disable=not settings.show_progress)
+        with _autocast(device, settings.mixed_precision):
+            for batch in batches:
+                inputs_ = self.collate([{"input_ids": prompts[k]} for k in batch], left_pad=self.is_causal)
+                out = self.model.generate(
+                    input_ids=inputs_["input_ids"].to(device), attention_mask=inputs_["attention_mask"].to(device),
+                    num_beams=settings.num_beams, max_new_tokens=settings.max_new_tokens, do_sample=False,
+                    no_repeat_ngram_size=settings.no_repeat_ngram_size, early_stopping=settings.num_beams > 1,
+                )  # fmt: skip
+                if self.is_causal:
+                    out = out[:, inputs_["input_ids"].shape[1] :]
+                for k, text in zip(
+                    batch, self.tokenizer.batch_decode(out, skip_special_tokens=True), strict=True
+                ):
+                    answers[k] = text.strip()
+                bar.update(len(batch))
+        bar.close()
+        self.model.train(was_training)
+        return answers
+
+    # --- files ------------------------------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike, model: PreTrainedModel | None = None) -> None:
+        """Write weights, tokenizer and settings to `directory` (loadable with `GenFuser.load`)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (model or self.model).save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        settings = {"kind": self.kind, "packing": asdict(self.packing), "generation": asdict(self.generation)}
+        (directory / FUSER_CONFIG_FILE).write_text(json.dumps(settings, indent=2))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, generation: GenerationSettings | None = None) -> GenFuser:
+        """Rebuild a fuser saved with `save`; `generation` overrides the saved decoding settings."""
+        directory = Path(directory)
+        settings_file = directory / FUSER_CONFIG_FILE
+        if not settings_file.is_file():
+            raise FileNotFoundError(f"{directory}: not a fuser checkpoint (no {FUSER_CONFIG_FILE}); train one "
+                                    "with `make train-fuser`")  # fmt: skip
+        settings = json.loads(settings_file.read_text())
+        kind = settings["kind"]
+        loader = {
+            "seq2seq": AutoModelForSeq2SeqLM,
+            "bert2bert": EncoderDecoderModel,
+            "causal": AutoModelForCausalLM,
+        }
+        model = loader[kind].from_pretrained(directory)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        return cls(model.eval(), tokenizer, kind, PackingSettings(**settings["packing"]),
+                   generation or GenerationSettings(**settings["generation"]))  # fmt: skip
+
+
+def build_fuser(
+    kind: str,
+    name_or_path: str | None = None,
+    config: dict[str, Any] | None = None,
+    tokenizer: str | PreTrainedTokenizerBase | None = None,
+    packing: dict[str, Any] | PackingSettings | None = None,
+    generation: dict[str, Any] | GenerationSettings | None = None,
+) -> GenFuser:
+    """A fuser from pretrained weights (`name_or_path`) or a config dict (random weights: tests, speed runs).
+
+    Args:
+        kind: "seq2seq", "bert2bert" or "causal".
+        name_or_path: "minilm", a hub id (google/flan-t5-xl) or a local folder.
+        config: instead of weights, a model config dict with `model_type` (bert2bert: one BERT config for both
+            sides, or {"encoder": {...}, "decoder": {...}}); `vocab_size` defaults to the tokenizer's.
+        tokenizer: tokenizer name or folder (or a tokenizer); defaults to `name_or_path`.
+        packing: `PackingSettings` fields.
+        generation: `GenerationSettings` fields.
+    Returns:
+        The fuser.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"fuser.kind={kind!r}; choose one of {list(KINDS)}")
+    if (name_or_path is None) == (config is None):
+        raise ValueError("give the fuser either name_or_path (pretrained) or config (random init), not both")
+    tokenizer_name = tokenizer or name_or_path
+    if tokenizer_name is None:
+        raise ValueError("a fuser built from a config needs fuser.tokenizer (a name or folder)")
+    loaded_tokenizer = (
+        tokenizer_name
+        if isinstance(tokenizer_name, PreTrainedTokenizerBase)
+        else _load_tokenizer(tokenizer_name)
+    )
+    model = _build_model(kind, name_or_path, config, len(loaded_tokenizer))
+    if kind == "bert2bert" and loaded_tokenizer.cls_token_id is None:
+        raise ValueError("fuser.kind=bert2bert needs a tokenizer with [CLS] and [SEP] tokens")
+    packing = packing if isinstance(packing, PackingSettings) else PackingSettings(**(packing or {}))
+    generation = (
+        generation if isinstance(generation, GenerationSettings) else GenerationSettings(**(generation or {}))
+    )
+    log.info("fuser: %s %s, %.1fM parameters", kind, name_or_path or config.get("model_type", "config"),
+             model.num_parameters() / 1e6)  # fmt: skip
+    return GenFuser(model, loaded_tokenizer, kind, packing, generation)
+
+
+__all__ = ["FUSER_CONFIG_FILE", "GenFuser", "GenerationSettings", "KINDS", "build_fuser"]

@@ -1,0 +1,266 @@
+"""The ranker's top-K per instruction, computed once per (ranker, data, split) and cached on disk.
+
+GenFuser reads the K candidates a trained PairRanker ranks highest (PAPER.md §4b, §6: full N×N matrix,
+MaxLogits, `get_topk_candidates_from_ranks`). The full matrix costs N(N−1) forward passes per instruction
+(110 for N = 11), so the whole ranking of every split is stored (best first) and any K reads it; a ranker's
+saved evaluation matrices (`<run>/eval/pair_logits_<data>_<split>.npz`) are reused when they match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from blender.aggregation import get_aggregation
+from blender.data.schema import Record
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class RankerNotFoundError(FileNotFoundError):
+    """No ranker checkpoint to take the top-K from; the message says how to get one."""
+
+
+def find_ranker_checkpoint(checkpoint: str | os.PathLike | None, runs_dir: str | os.PathLike) -> Path:
+    """`checkpoint` when given, else the newest `<runs_dir>/*/best` (what `make train-ranker` writes).
+
+    Raises:
+        RankerNotFoundError: the folder does not exist, or there is no trained ranker at all.
+    """
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if not path.is_dir():
+            raise RankerNotFoundError(f"topk.ranker_checkpoint={str(path)!r}: no such folder")
+        return path
+    found = sorted(Path(runs_dir).glob("*/best"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if not found:
+        raise RankerNotFoundError(
+            f"no trained ranker under {runs_dir}/*/best to take the top-K from: run `make train-ranker` first, "
+            "or pass topk.ranker_checkpoint=path/to/best (or topk.selection=random for the random-K ablation)"
+        )
+    return found[0]
+
+
+def rankings_from_scores(scores: Sequence[np.ndarray]) -> list[list[int]]:
+    """Per instruction, candidate indices best first; ties keep the candidates' order (stable sort).
+
+    Example: scores [1, 3, 3, 0] give [1, 2, 0, 3].
+    """
+    return [[int(k) for k in np.argsort(-np.asarray(s, dtype=float), kind="stable")] for s in scores]
+
+
+def random_rankings(records: Sequence[Record], seed: int) -> list[list[int]]:
+    """The random-K ablation: a uniform random order of each instruction's candidates (seeded per record)."""
+    rankings = []
+    for record in records:
+        digest = hashlib.sha256(f"{seed}\0{record.id}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        rankings.append([int(k) for k in rng.permutation(len(record.candidates))])
+    return rankings
+
+
+def _ranker_key(checkpoint: Path, aggregation: str) -> str:
+    """Changes when the ranker's folder, its weights or the aggregation change."""
+    digest = hashlib.sha256()
+    digest.update(str(checkpoint.resolve()).encode())
+    for name in WEIGHTS_FILES:
+        weights = checkpoint / name
+        if weights.is_file():
+            stat = weights.stat()
+            digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    digest.update(aggregation.encode())
+    return digest.hexdigest()[:16]
+
+
+def _record_key(record: Record) -> str:
+    """Changes when the record's candidates (models or texts) change."""
+    digest = hashlib.sha256()
+    for candidate in record.candidates:
+        digest.update(candidate.model.encode() + b"\0" + candidate.text.encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _ranked(scores: np.ndarray) -> dict:
+    return {"ranking": rankings_from_scores([scores])[0], "scores": [float(v) for v in scores]}
+
+
+def _read_cache(path: Path) -> dict[str, dict]:
+    """id -> {"key", "ranking"} of a cache file; a torn last line (a kill mid-append) is ignored."""
+    cached: dict[str, dict] = {}
+    if not path.is_file():
+        return cached
+    lines = path.read_bytes().splitlines(keepends=True)
+    for line_no, line in enumerate(lines, start=1):
+        try:
+            if not line.endswith(b"\n"):
+                raise ValueError("no newline at the end")
+            row = json.loads(line)
+        except ValueError as error:
+            if line_no == len(lines):
+                log.warning("%s:%d: torn last line (%s) ignored; those records are ranked again", path, line_no,
+                            error)  # fmt: skip
+                break
+            raise ValueError(
+                f"{path}:{line_no}: corrupt top-K cache line ({error}); delete the file"
+            ) from None
+        cached[row["id"]] = row
+    return cached
+
+
+def _append_cache(path: Path, rows: Sequence[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as handle:
+        handle.write(b"".join(json.dumps(r).encode() + b"\n" for r in rows))
+        handle.flush()
+        # A chunk counts as done once it is on disk: a kill after this loses nothing.
+        os.fsync(handle.fileno())
+
+
+def saved_matrices(path: Path, records: Sequence[Record], checkpoint: Path) -> list[np.ndarray] | None:
+    """A ranker evaluation's N×N matrices (`write_pair_logits`) when they are of these records and no older
+    than the checkpoint's weights; else None."""
+    if not path.is_file():
+        return None
+    weights = [checkpoint / n for n in WEIGHTS_FILES if (checkpoint / n).is_file()]
+    if weights and path.stat().st_mtime < max(w.stat().st_mtime for w in weights):
+        log.info("%s is older than %s: not reused", path, checkpoint)
+        return None
+    with np.load(path, allow_pickle=True) as saved:
+        ids, models, logits = saved["ids"].tolist(), list(saved["models"]), list(saved["logits"])
+    if ids != [r.id for r in records] or any(
+        list(m) != r.models for m, r in zip(models, records, strict=True)
+    ):
+        log.info("%s holds other records than these %d: not reused", path, len(records))
+        return None
+    return [np.asarray(m, dtype=np.float64) for m in logits]
+
+
+@dataclass
+class TopKSettings:
+    """Where the fuser's top-K come from (`topk` in config).
+
+    Attributes:
+        k: candidates fused per instruction (paper: 3).
+        selection: "ranker" (a trained PairRanker's ranking, the paper) or "random" (the ablation).
+        ranker_checkpoint: the ranker folder; None: the newest `<ranker_runs_dir>/*/best`.
+        ranker_runs_dir: where `make train-ranker` writes its runs.
+        aggregation: how the N×N matrix becomes a ranking (paper: max_logits).
+        cache_dir: where the rankings are cached.
+        seed: the random ablation's seed.
+        chunk_records: instructions ranked between two cache appends (what a kill can lose).
+    """
+
+    k: int = 3
+    selection: str = "ranker"
+    ranker_checkpoint: str | None = None
+    ranker_runs_dir: str = "outputs/train_ranker"
+    aggregation: str = "max_logits"
+    cache_dir: str = "outputs/fuser_topk"
+    seed: int = 0
+    chunk_records: int = 20
+
+
+def ranker_rankings(
+    records: Sequence[Record],
+    split: str,
+    dataset: str,
+    settings: TopKSettings,
+    inference: object | None = None,
+) -> tuple[list[list[int]], dict]:
+    """Every candidate of every record ranked by the ranker (best first), cached per record.
+
+    The cache (`<cache_dir>/<dataset>_<split>_<ranker key>.jsonl`) holds one line per record and grows chunk
+    by chunk (`chunk_records` at a time), so a killed run resumes and a run on fewer records (data.limit_train)
+    reuses what a larger one computed. A ranker evaluation's saved matrices of the same records are used first.
+
+    Args:
+        records: the split.
+        split: its name (for the cache file and the saved-matrix lookup).
+        dataset: the data config's name.
+        settings: where the ranking comes from.
+        inference: `InferenceSettings` for computing the full matrix.
+    Returns:
+        (rankings, provenance): provenance {"selection", "ranker_checkpoint", "cache", "computed", "seconds",
+        "scores"} with "scores" the aggregated scores per record (None for rows cached without them).
+    """
+    if settings.selection == "random":
+        return random_rankings(records, settings.seed), {"selection": "random", "seed": settings.seed}
+    if settings.selection != "ranker":
+        raise ValueError(f"topk.selection={settings.selection!r}; choose ranker or random")
+    aggregate = get_aggregation(settings.aggregation)
+    checkpoint = find_ranker_checkpoint(settings.ranker_checkpoint, settings.ranker_runs_dir)
+    cache = (
+        Path(settings.cache_dir) / f"{dataset}_{split}_{_ranker_key(checkpoint, settings.aggregation)}.jsonl"
+    )
+    started = time.perf_counter()
+    cached = _read_cache(cache)
+    keys = [_record_key(r) for r in records]
+    todo = [k for k, r in enumerate(records) if cached.get(r.id, {}).get("key") != keys[k]]
+    provenance = {"selection": "ranker", "ranker_checkpoint": str(checkpoint), "aggregation": settings.aggregation,
+                  "cache": str(cache), "computed": len(todo)}  # fmt: skip
+    if todo:
+        npz = checkpoint.parent / "eval" / f"pair_logits_{dataset}_{split}.npz"
+        matrices = saved_matrices(npz, records, checkpoint)
+        if matrices is not None:
+            log.info("top-K of %s %s from the ranker's saved matrices %s", dataset, split, npz)
+            _append_cache(cache, [{"id": records[k].id, "key": keys[k],
+                                   **_ranked(aggregate(matrices[k]))} for k in todo])  # fmt: skip
+            provenance["source"] = str(npz)
+        else:
+            _rank_in_chunks(records, todo, keys, checkpoint, cache, settings, aggregate, inference)
+            provenance["source"] = "full_matrix"
+        cached = _read_cache(cache)
+    else:
+        log.info("top-K of %s %s from the cache %s", dataset, split, cache)
+    provenance["seconds"] = time.perf_counter() - started
+    provenance["scores"] = [cached[r.id].get("scores") for r in records]
+    return [cached[r.id]["ranking"] for r in records], provenance
+
+
+def _rank_in_chunks(
+    records: Sequence[Record],
+    todo: Sequence[int],
+    keys: Sequence[str],
+    checkpoint: Path,
+    cache: Path,
+    settings: TopKSettings,
+    aggregate: object,
+    inference: object | None,
+) -> None:
+    from blender.rankers.pairranker import PairRanker
+    from blender.rankers.predict import InferenceSettings, full_matrices
+
+    inference = inference or InferenceSettings()
+    log.info("ranking %d %s instructions with %s (full matrix, %d passes each) for the fuser's top-K; cached "
+             "in %s", len(todo), cache.stem, checkpoint, len(records[todo[0]].candidates) ** 2 - len(
+                 records[todo[0]].candidates), cache)  # fmt: skip
+    ranker = PairRanker.load(checkpoint)
+    for start in range(0, len(todo), settings.chunk_records):
+        chunk = list(todo[start : start + settings.chunk_records])
+        began = time.perf_counter()
+        matrices = full_matrices(ranker, [records[k] for k in chunk], inference)
+        _append_cache(cache, [{"id": records[k].id, "key": keys[k], **_ranked(aggregate(m))}
+                              for k, m in zip(chunk, matrices, strict=True)])  # fmt: skip
+        log.info("top-K: %d/%d instructions ranked (%.1f s per instruction)", start + len(chunk), len(todo),
+                 (time.perf_counter() - began) / len(chunk))  # fmt: skip
+
+
+__all__ = [
+    "RankerNotFoundError",
+    "TopKSettings",
+    "find_ranker_checkpoint",
+    "random_rankings",
+    "rankings_from_scores",
+    "ranker_rankings",
+    "saved_matrices",
+]

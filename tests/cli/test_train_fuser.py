@@ -1,0 +1,57 @@
+"""`make train-fuser` and `make eval fuser_checkpoint=...` on small data: the fused row reaches Table 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from blender.cli import evaluate, train_fuser
+from blender.fuser.topk import RankerNotFoundError
+from tests.conftest import compose_config
+
+FAST = ["inference.mixed_precision=no", "inference.show_progress=false", "tables.metrics=[bleu,rougeL]",
+        "metrics.bertscore=null", "metrics.rouge1=null", "metrics.rouge2=null", "eval.bootstrap_samples=50"]  # fmt: skip
+
+
+def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_ranker, one_thread):
+    ranker_dir = tmp_path / "train_ranker" / "r1" / "best"
+    tiny_ranker.save(ranker_dir)
+    cfg = compose_config("train_fuser", ["experiment=fuser_smoke", f"data.path={small_dataset}", f"output_dir={tmp_path / 'run'}",
+                                         f"topk.ranker_runs_dir={tmp_path / 'train_ranker'}",
+                                         f"topk.cache_dir={tmp_path / 'topk'}", *FAST])  # fmt: skip
+    summary = train_fuser.run(cfg)
+    assert summary["global_step"] == 2 and (tmp_path / "run" / "best" / "fuser_config.json").is_file()
+    rows = {r["method"]: r for r in summary["eval"]["paper_tables"]["table2"]["rows"]}
+    fused = rows["PairRanker (K=3) + GenFuser"]
+    assert fused["category"] == "LLM-Blender" and 0 <= fused["rougeL"] <= 1
+    assert "PairRanker + max_logits" in rows and "Oracle (bleu)" in rows
+    assert (
+        "PairRanker (K=3) + GenFuser"
+        in (tmp_path / "run" / "eval" / "table2_alpaca_blend_modern_val.md").read_text()
+    )
+    assert (
+        len((tmp_path / "run" / "eval" / "fused_alpaca_blend_modern_val.jsonl").read_text().splitlines()) == 4
+    )
+
+    cfg = compose_config("eval", [f"checkpoint={ranker_dir}", f"fuser_checkpoint={tmp_path / 'run' / 'best'}",
+                                  f"data.path={small_dataset}", "data.limit_val=4", *FAST])  # fmt: skip
+    table = evaluate.run(cfg)
+    again = {r["method"]: r for r in table["fused"]["paper_tables"]["table2"]["rows"]}
+    assert again["PairRanker (K=3) + GenFuser"]["rougeL"] == pytest.approx(fused["rougeL"])
+    # Same ranker, same top-K, same fuser: make eval read the answers train-fuser wrote instead of generating.
+    assert not (ranker_dir.parent / "eval" / "fused_alpaca_blend_modern_val.jsonl").exists()
+
+
+def test_random_k_ablation_needs_no_ranker(tmp_path, small_dataset, one_thread):
+    cfg = compose_config("train_fuser", ["experiment=fuser_random_k3", "fuser=tiny", f"data.path={small_dataset}",
+                                         "data.limit_train=4", "data.limit_val=2", "trainer.max_steps=1",
+                                         "trainer.mixed_precision=no", "trainer.show_progress=false",
+                                         "evaluate_after_training=false", f"output_dir={tmp_path / 'run'}",
+                                         f"topk.ranker_runs_dir={tmp_path / 'none'}"])  # fmt: skip
+    assert train_fuser.run(cfg)["global_step"] == 1
+
+
+def test_no_ranker_tells_how_to_get_one(tmp_path, small_dataset):
+    cfg = compose_config("train_fuser", ["experiment=fuser_smoke", f"data.path={small_dataset}", f"output_dir={tmp_path}",
+                                         f"topk.ranker_runs_dir={tmp_path / 'none'}"])  # fmt: skip
+    with pytest.raises(RankerNotFoundError, match="make train-ranker"):
+        train_fuser.run(cfg)
