@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 ACCEL ?= cpu
 RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 ARGS ?=
-CKPT ?= $(shell ls -td outputs/train_ranker/*/best 2>/dev/null | head -1)
+CKPT ?=
 
 .PHONY: help setup test lint train-ranker train-fuser eval demo bench data score
 
@@ -39,9 +39,12 @@ train-fuser: ## Train a GenFuser on a ranker's top-K and evaluate it (ARGS="fuse
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(VENV)/bin/accelerate launch --config_file conf/accelerate/$(ACCEL).yaml \
 		-m blender.cli.train_fuser run_id=$(RUN_ID) $(ARGS)
 
-eval: ## Evaluate a ranker checkpoint (CKPT=outputs/train_ranker/<run_id>/best, default: the newest) and print the table
-	@test -n "$(CKPT)" || { echo "no checkpoint: train one (make train-ranker) or pass CKPT=path/to/best"; exit 2; }
-	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(PYTHON) -m blender.cli.evaluate checkpoint=$(CKPT) $(ARGS)
+eval: ## Gather the conf/experiment runs into one comparison per dataset (Table 2/3 shapes); CKPT=<run>/best evaluates one checkpoint
+	if [ -n "$(CKPT)" ]; then \
+		HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(PYTHON) -m blender.cli.evaluate checkpoint=$(CKPT) $(ARGS); \
+	else \
+		HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(PYTHON) -m blender.cli.compare $(ARGS); \
+	fi
 
 demo: ## The main job on the offline default: train PairRanker (MiniLM) on alpaca_blend_modern, evaluate on val, print the table
 	$(MAKE) --no-print-directory train-ranker RUN_ID=$(RUN_ID) ARGS="$(ARGS)"
