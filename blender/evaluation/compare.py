@@ -120,8 +120,9 @@ COLUMNS = (
     ("pearson", "Pearson (×100)↑", "{:.1f}"),
     ("spearman", "Spearman (×100)↑", "{:.1f}"),
     ("footrule", "Footrule↓", "{:.1f}"),
+    ("spearman_within", "Spearman within instr. (×100)↑", "{:.1f}"),
 )
-SCALES = {"pearson": 100.0, "spearman": 100.0}
+SCALES = {"pearson": 100.0, "spearman": 100.0, "spearman_within": 100.0}
 
 
 def _cell(row: Mapping[str, Any], key: str, fmt: str) -> str:
@@ -142,9 +143,10 @@ def render_comparison(table: Mapping[str, Any], title: str, missing: Sequence[st
                "Passes / instr.", "s / instr."]  # fmt: skip
     lines = [f"## {title}", "",
              f"{table['n_examples']} instructions, judged by `{table['oracle']}`; best single model chosen on train: "
-             f"`{table['best_model']}`. Brackets: 95% bootstrap intervals over instructions (1,000 resamples shared "
+             f"`{table['best_model']}`. Brackets: 95% bootstrap intervals over instructions (resamples shared "
              "by every row). Pearson / Spearman / footrule compare each full ranking with the oracle's, per "
-             "candidate column across instructions, as the paper's cor_eval.py. Passes: encoder forward passes "
+             "candidate column across instructions, as the paper's cor_eval.py; Spearman within instruction correlates "
+             "the scores inside each instruction, averaged (no interval). Passes: encoder forward passes "
              "actually run per instruction; seconds: measured wall time per instruction on the machine that ran "
              "the experiment.", "",
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]  # fmt: skip
