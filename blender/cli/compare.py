@@ -33,6 +33,7 @@ def run(cfg: DictConfig) -> dict[str, dict]:
         results[dataset] = compare_experiments(
             records, train, dataset, settings["split"], settings["oracle"], experiments, cfg.experiments_dir,
             cfg.output_dir, list(cfg.aggregations), list(cfg.metrics), cfg.bootstrap_samples, cfg.seed,
+            settings.get("versus", []),
         )  # fmt: skip
         log.info("%s: wrote %s", dataset, ", ".join(results[dataset]["files"]))
     return results

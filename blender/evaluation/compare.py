@@ -184,6 +184,7 @@ def compare_experiments(
     metric_keys: Sequence[str] = tuple(METRIC_TITLES),
     n_boot: int = 1000,
     seed: int = 0,
+    versus: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write `comparison_<dataset>_<split>.{md,json}` and the Table 2 / Table 3 shapes of the same rows.
 
@@ -200,6 +201,8 @@ def compare_experiments(
         metric_keys: reference metrics to report (those the records carry).
         n_boot: bootstrap resamples.
         seed: bootstrap and bubble seed.
+        versus: more rows every ranker gets a paired difference against (e.g. "PairRanker (gpt4_pref) +
+            max_logits"), besides Random, Longest and the best single model.
     Returns:
         {"table": the comparison, "files": [paths], "missing": [experiments not run]}.
     """
@@ -221,7 +224,7 @@ def compare_experiments(
                          "they were trained on different train splits")  # fmt: skip
     metrics = available_metrics(records, metric_keys)
     methods = [*baseline_rows(records, oracle, best_models[0], metrics), *rankers]
-    compare_to = ["Random (expected)", "Longest", f"model: {best_models[0]}"]
+    compare_to = ["Random (expected)", "Longest", f"model: {best_models[0]}", *versus]
     table = ranking_table(records, oracle, best_models[0], methods, n_boot, seed, compare_to)
     table.update(dataset=dataset, split=split, experiments=[e.__dict__ for e in experiments], missing=missing)
     title = f"{dataset} {split}: rankers compared"
