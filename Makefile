@@ -10,6 +10,7 @@ ACCEL ?= cpu
 RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 ARGS ?=
 CKPT ?= $(shell ls -td outputs/train_ranker/*/best 2>/dev/null | head -1)
+FUSER ?= $(shell ls -td outputs/train_fuser/*/best 2>/dev/null | head -1)
 
 .PHONY: help setup test lint train-ranker train-fuser eval demo bench data score
 
@@ -39,9 +40,14 @@ train-fuser: ## Train a GenFuser on a ranker's top-K and evaluate it (ARGS="fuse
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(VENV)/bin/accelerate launch --config_file conf/accelerate/$(ACCEL).yaml \
 		-m blender.cli.train_fuser run_id=$(RUN_ID) $(ARGS)
 
-eval: ## Evaluate a ranker checkpoint (CKPT=outputs/train_ranker/<run_id>/best, default: the newest) and print the table
-	@test -n "$(CKPT)" || { echo "no checkpoint: train one (make train-ranker) or pass CKPT=path/to/best"; exit 2; }
-	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(PYTHON) -m blender.cli.evaluate checkpoint=$(CKPT) $(ARGS)
+eval: ## Evaluate a ranker (CKPT=<run>/best, default the newest) with its fused row (FUSER=<fuser run>/best, default the newest; FUSER= for none), then gather the conf/experiment runs into one comparison per dataset
+	if [ -n "$(CKPT)" ]; then \
+		HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(PYTHON) -m blender.cli.evaluate checkpoint=$(CKPT) \
+			$(if $(FUSER),fuser_checkpoint=$(FUSER)) $(ARGS) || exit $$?; \
+	else \
+		echo "no ranker checkpoint to evaluate (make train-ranker, or CKPT=path/to/best)"; \
+	fi
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(PYTHON) -m blender.cli.compare
 
 demo: ## The main job on the offline default: train PairRanker (MiniLM) on alpaca_blend_modern, evaluate on val, print the table
 	$(MAKE) --no-print-directory train-ranker RUN_ID=$(RUN_ID) ARGS="$(ARGS)"

@@ -21,6 +21,7 @@ from blender.aggregation import get_aggregation
 from blender.data.schema import Candidate, Record
 from blender.fuser.model import GenerationSettings, GenFuser
 from blender.metrics.gpt_rank import competition_ranks
+from blender.rankers.loading import Ranker, load_ranker
 from blender.rankers.pairranker import PairRanker
 from blender.rankers.predict import (
     InferenceSettings,
@@ -50,7 +51,9 @@ def _as_records(
 
 
 class Blender:
-    """A trained PairRanker behind `rank` and `compare`, and optionally a GenFuser behind `fuse`.
+    """A trained ranker behind `rank` and `compare` (PairRanker, or a pointwise one: SummaReranker, SimCLS,
+    MLM-Scoring, which scores each candidate on its own and ignores `aggregation`), and optionally a GenFuser
+    behind `fuse` and `rank_and_fuse`.
 
     Args:
         ranker: the model.
@@ -59,7 +62,7 @@ class Blender:
     """
 
     def __init__(
-        self, ranker: PairRanker, inference: InferenceSettings | None = None, fuser: GenFuser | None = None
+        self, ranker: Ranker, inference: InferenceSettings | None = None, fuser: GenFuser | None = None
     ) -> None:
         self.ranker = ranker.eval()
         self.inference = inference or InferenceSettings(show_progress=False)
@@ -81,7 +84,7 @@ class Blender:
         if fuser_checkpoint is not None:
             fuser = GenFuser.load(fuser_checkpoint, generation)
             fuser.model.to(device)
-        return cls(PairRanker.load(checkpoint).to(device), inference, fuser)
+        return cls(load_ranker(checkpoint).to(device), inference, fuser)
 
     def rank(
         self,
@@ -104,7 +107,9 @@ class Blender:
             Per example, the rank of each candidate (1 = best, ties share the better rank).
         """
         records = _as_records(instructions, candidates, inputs)
-        if aggregation == "bubble":
+        if not isinstance(self.ranker, PairRanker):
+            scores = self.ranker.score_records(records, self.inference)
+        elif aggregation == "bubble":
             scores = bubble_scores_online(self.ranker, records, self.inference, seed=seed)
         else:
             aggregate = get_aggregation(aggregation)
@@ -118,6 +123,9 @@ class Blender:
             A logit margin; > 0 means `a` is judged better.
         """
         (record,) = _as_records([instruction], [[a, b]], [input])
+        if not isinstance(self.ranker, PairRanker):  # a pointwise ranker: the difference of its two scores
+            score_a, score_b = self.ranker.score_records([record], self.inference)[0]
+            return float(score_a - score_b)
         encoded = encode_records(self.ranker, [record])
         logits = score_pairs(self.ranker, encoded, [(0, 0, 1), (0, 1, 0)], self.inference)
         return float(np.subtract(*logits))

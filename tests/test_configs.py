@@ -50,6 +50,7 @@ def test_smoke_experiment_builds_a_ranker(tmp_path):
     backbone, tokenizer = build_backbone(**to_dict(cfg.backbone))
     ranker_cfg = to_dict(cfg.ranker)
     ranker_cfg.pop("sampling")
+    ranker_cfg.pop("name")
     ranker = instantiate(
         ranker_cfg, backbone=backbone, tokenizer=tokenizer, task_names=list(cfg.data.signals)
     )

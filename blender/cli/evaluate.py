@@ -1,4 +1,5 @@
-"""Evaluate a ranker checkpoint on a split: `make eval CKPT=...` / `python -m blender.cli.evaluate checkpoint=...`."""
+"""Evaluate a ranker checkpoint (any of the four) on a split: `make eval CKPT=...` /
+`python -m blender.cli.evaluate checkpoint=...`."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from blender.evaluation.evaluate import evaluate_ranker_with_methods
 from blender.evaluation.paper_report import report_paper_tables
 from blender.evaluation.paper_tables import available_metrics
 from blender.evaluation.ranking import Method
-from blender.evaluation.report import print_table, write_pair_logits, write_report
+from blender.evaluation.report import print_table, write_candidate_scores, write_pair_logits, write_report
 from blender.fuser.evaluate import (
     FUSED_FIELD,
     FusedAnswers,
@@ -38,7 +39,7 @@ from blender.fuser.topk import rankings_from_scores
 from blender.metrics.base import build_metrics
 from blender.metrics.judge import PairwiseJudge
 from blender.metrics.scoring import score_split
-from blender.rankers.pairranker import PairRanker
+from blender.rankers.loading import Ranker, load_ranker
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def main(cfg: DictConfig) -> None:
 def run(cfg: DictConfig) -> dict:
     data = cfg.data
     checkpoint = Path(cfg.checkpoint)
-    ranker = PairRanker.load(checkpoint)
+    ranker = load_ranker(checkpoint)
     records = load_split(data, cfg.split, data.limit_val)
     train = load_split(data, data.train_split, data.limit_train)
     return evaluate_and_report(cfg, ranker, records, train, cfg.split, Path(cfg.output_dir), str(checkpoint))
@@ -60,15 +61,16 @@ def run(cfg: DictConfig) -> dict:
 
 def evaluate_and_report(
     cfg: DictConfig,
-    ranker: PairRanker,
+    ranker: Ranker,
     records: list[Record],
     train: list[Record],
     split: str,
     output_dir: Path,
     checkpoint: str,
 ) -> dict:
-    """The ranking table (printed, Markdown, JSON), the pair logits (.npz) and, when the split carries
-    reference metrics, Table 2 / Table 3. Shared by `make eval` and the end of `make train-ranker`."""
+    """The ranking table (printed, Markdown, JSON), the pair logits (.npz; a pointwise ranker's candidate scores
+    instead) and, when the split carries reference metrics, Table 2 / Table 3. Shared by `make eval` and the end
+    of `make train-ranker`."""
     data = cfg.data
     best_model = pick_best_model(train, data)
     table, rankers, matrices = evaluate_ranker_with_methods(
@@ -76,11 +78,15 @@ def evaluate_and_report(
         cfg.eval.bootstrap_samples, cfg.eval.seed,
     )  # fmt: skip
     table.update(dataset=data.name, split=split, checkpoint=checkpoint)
-    title = f"{data.name} {split}: PairRanker ({checkpoint})"
+    title = f"{data.name} {split}: {getattr(ranker, 'label', 'PairRanker')} ({checkpoint})"
     print_table(table, title)
     markdown, _ = write_report(table, output_dir, f"ranking_{data.name}_{split}", title)
-    write_pair_logits(output_dir / f"pair_logits_{data.name}_{split}.npz", [r.id for r in records],
-                      [r.models for r in records], matrices)  # fmt: skip
+    ids, models = [r.id for r in records], [r.models for r in records]
+    if matrices is not None:
+        write_pair_logits(output_dir / f"pair_logits_{data.name}_{split}.npz", ids, models, matrices)
+    else:
+        write_candidate_scores(output_dir / f"candidate_scores_{data.name}_{split}.npz", ids, models,
+                               list(rankers[0].scores))  # fmt: skip
     log.info("wrote %s", markdown)
     if cfg.get("fuser_checkpoint"):
         # The fused row: the fuser reads this ranker's top-K (MaxLogits, the paper's) of the eval split.

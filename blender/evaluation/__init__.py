@@ -5,6 +5,7 @@ from blender.evaluation.evaluate import (
     baseline_methods,
     evaluate_ranker,
     evaluate_ranker_with_methods,
+    pointwise_method,
     ranker_methods,
 )
 from blender.evaluation.paper_report import (
@@ -35,6 +36,7 @@ __all__ = [
     "named_models_for",
     "oracle_scores",
     "paper_results",
+    "pointwise_method",
     "print_table",
     "ranker_methods",
     "ranking_table",

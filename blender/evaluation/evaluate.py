@@ -1,4 +1,5 @@
-"""Evaluate a ranker on a split: baselines and the ranker under each aggregation, in one table."""
+"""Evaluate a ranker on a split: baselines and the ranker (PairRanker under each aggregation, or a pointwise
+ranker's one row), in one table."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from blender.aggregation import forward_passes, get_aggregation
 from blender.data.schema import Record
 from blender.evaluation.ranking import Method, longest_scores, oracle_scores, ranking_table
 from blender.rankers.pairranker import PairRanker
+from blender.rankers.pointwise import PointwiseRanker
 from blender.rankers.predict import InferenceSettings, full_matrices
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,20 @@ def ranker_methods(
     return methods, matrices
 
 
+def pointwise_method(
+    ranker: PointwiseRanker, records: Sequence[Record], inference: InferenceSettings, name: str | None = None
+) -> Method:
+    """A pointwise ranker's row: its N scores per instruction, the forward passes it ran and the wall time."""
+    started = time.perf_counter()
+    scores = ranker.score_records(records, inference)
+    seconds = (time.perf_counter() - started) / len(records)
+    passes = float(np.mean([ranker.forward_passes(r) for r in records]))
+    log.info("%s: %.2f s per instruction, %.0f forward passes each", ranker.label, seconds, passes)
+    return Method(name or ranker.label, scores=scores, forward_passes=passes, seconds=seconds)
+
+
 def evaluate_ranker(
-    ranker: PairRanker,
+    ranker: PairRanker | PointwiseRanker,
     records: Sequence[Record],
     best_model: str,
     oracle: str,
@@ -77,7 +91,7 @@ def evaluate_ranker(
 
 
 def evaluate_ranker_with_methods(
-    ranker: PairRanker,
+    ranker: PairRanker | PointwiseRanker,
     records: Sequence[Record],
     best_model: str,
     oracle: str,
@@ -87,11 +101,15 @@ def evaluate_ranker_with_methods(
     seed: int = 0,
 ) -> tuple[dict, list[Method], list[np.ndarray]]:
     """As `evaluate_ranker`, also returning the ranker's rows (one per aggregation), so other tables
-    (Table 2 / Table 3) reuse its scores without running the model again, and the N×N logit matrices."""
+    (Table 2 / Table 3) reuse its scores without running the model again, and the N×N logit matrices
+    (None for a pointwise ranker, whose one row needs no aggregation)."""
     methods = baseline_methods(records, oracle)
-    rankers, matrices = ranker_methods(
-        ranker, records, aggregations, inference or InferenceSettings(), seed=seed
-    )
+    if isinstance(ranker, PairRanker):
+        rankers, matrices = ranker_methods(
+            ranker, records, aggregations, inference or InferenceSettings(), seed=seed
+        )
+    else:
+        rankers, matrices = [pointwise_method(ranker, records, inference or InferenceSettings())], None
     compare_to = ["Longest", f"model: {best_model}"]
     table = ranking_table(
         records, oracle, best_model, [*methods, *rankers], bootstrap_samples, seed, compare_to

@@ -283,7 +283,9 @@ def paper_row_name(method: str, paper: Mapping[str, Any]) -> str | None:
             return "Oracle (GPT-Rank)"
         return f"Oracle ({metric_names[key]})" if key in metric_names else None
     # The paper's PairRanker ran the full matrix at test time, aggregated by max logits (PAPER.md §4a).
-    return {"Random": "Random", "PairRanker + max_logits": "PairRanker"}.get(method)
+    # Pointwise baselines have one row each, named as the paper's.
+    return {"Random": "Random", "PairRanker + max_logits": "PairRanker", "SummaReranker": "SummaReranker",
+            "SimCLS": "SimCLS", "MLM-Scoring": "MLM-Scoring"}.get(method)  # fmt: skip
 
 
 __all__ = [

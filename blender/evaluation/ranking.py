@@ -3,7 +3,8 @@
 Rows: each candidate model alone, Random (expected value), Longest, Oracle, and any ranker under each
 aggregation. Columns: mean oracle score of the pick, GPT-Rank (mean oracle rank of the pick, 1 = best,
 ties share the better rank), Top-1 %, Top-3 %, % of instructions where the pick is at least as good as
-the best single model's answer, and Pearson / Spearman / footrule of the full ranking against the oracle's.
+the best single model's answer, and Pearson / Spearman / footrule of the full ranking against the oracle's,
+each with a 95% bootstrap interval over instructions (resamples shared by every row).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import rankdata
 
 from blender.data.schema import Record, RecordError
 from blender.metrics.correlation import rank_correlations, within_instruction_spearman
@@ -78,6 +80,54 @@ def interval(values: np.ndarray, indices: np.ndarray) -> tuple[float, float]:
     means = values[indices].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
+
+
+def _column_correlations(predicted: np.ndarray, oracle: np.ndarray) -> np.ndarray:
+    """Pearson per candidate column for each resample, averaged over the non-constant columns.
+
+    Args:
+        predicted: [n_boot, n_examples, n_candidates].
+        oracle: the same shape.
+    Returns:
+        [n_boot] mean column correlation (nan where every column is constant).
+    """
+    x = predicted - predicted.mean(axis=1, keepdims=True)
+    y = oracle - oracle.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (x * y).sum(axis=1) / np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
+    finite = np.isfinite(r)
+    return np.where(finite.any(axis=1), np.where(finite, r, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1),
+                    np.nan)  # fmt: skip
+
+
+def correlation_intervals(
+    ranks: np.ndarray, oracle_ranks: np.ndarray, indices: np.ndarray
+) -> dict[str, tuple]:
+    """95% bootstrap intervals of Pearson, Spearman and footrule (as `rank_correlations`), over instructions.
+
+    Each resample draws instructions with replacement and recomputes the column-wise statistics; Spearman of
+    a column is the Pearson of its values re-ranked within the resample (ties share their mean rank).
+
+    Args:
+        ranks: [n_examples, n_candidates] predicted ranks, columns aligned by model.
+        oracle_ranks: [n_examples, n_candidates] oracle ranks.
+        indices: [n_boot, n_examples] resampled example indices (shared by every row).
+    Returns:
+        {"pearson_ci", "spearman_ci", "footrule_ci"}: (low, high) each.
+    """
+    predicted, oracle = ranks[indices].astype(float), oracle_ranks[indices].astype(float)
+    pearson = _column_correlations(predicted, oracle)
+    spearman = _column_correlations(rankdata(predicted, axis=1), rankdata(oracle, axis=1))
+    footrule = np.abs(ranks - oracle_ranks).sum(axis=-1)
+
+    def bounds(values: np.ndarray) -> tuple[float, float]:
+        if np.isnan(values).all():  # every column constant in every resample: no correlation to bound
+            return float("nan"), float("nan")
+        low, high = np.nanpercentile(values, [2.5, 97.5])
+        return float(low), float(high)
+
+    return {"pearson_ci": bounds(pearson), "spearman_ci": bounds(spearman),
+            "footrule_ci": interval(footrule, indices)}  # fmt: skip
 
 
 def per_example(
@@ -152,7 +202,9 @@ def ranking_table(
             row[f"{key}_ci"] = interval(values[key], indices)
         if method.scores is not None and oracle_rank_matrix is not None:
             predicted = aligned_ranks(records, method.scores)
-            row.update(rank_correlations(predicted, oracle_rank_matrix) if predicted is not None else {})
+            if predicted is not None:
+                row.update(rank_correlations(predicted, oracle_rank_matrix))
+                row.update(correlation_intervals(predicted, oracle_rank_matrix, indices))
         if method.scores is not None:
             row["spearman_within"] = within_instruction_spearman(list(method.scores), truths)
         row["forward_passes"] = method.forward_passes

@@ -109,3 +109,21 @@ def write_pair_logits(
     )
     tmp.replace(path)
     return path
+
+
+def write_candidate_scores(
+    path: str | os.PathLike, record_ids: list[str], models: list[list[str]], scores: list
+) -> Path:
+    """Save a pointwise ranker's scores (one per candidate) beside its table, as `write_pair_logits` does."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    same_shape = len({len(s) for s in scores}) == 1
+    np.savez_compressed(
+        tmp,
+        ids=np.array(record_ids),
+        models=np.array(models) if same_shape else np.array(models, dtype=object),
+        scores=np.stack(scores) if same_shape else np.array(scores, dtype=object),
+    )
+    tmp.replace(path)
+    return path

@@ -1,7 +1,8 @@
-"""Pairwise ranking losses."""
+"""Ranking losses: PairRanker's pairwise logistic loss, SimCLS's margin ranking loss, SummaReranker's BCE."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -28,3 +29,70 @@ def pairwise_logistic_loss(scores_first: Tensor, scores_second: Tensor, targets:
     margins = targets * (scores_first - scores_second)
     # softplus(−x) = −log σ(x), computed stably.
     return F.softplus(-margins[decisive]).mean()
+
+
+def simcls_ranking_loss(
+    scores: Tensor,
+    signal: Tensor,
+    margin: float,
+    min_delta: float = 0.0,
+    reference_scores: Tensor | None = None,
+    gold_margin: float = 0.0,
+    gold_weight: float = 1.0,
+) -> Tensor:
+    """SimCLS's ranking loss (Liu & Liu 2021, `RankingLoss`): candidates ordered by the training signal,
+    a hinge on every ordered pair whose margin grows with the rank gap.
+
+    Sort each row's candidates by `signal`, best first; for every rank gap g = j − i ≥ 1 the loss is the mean,
+    over the pairs (i, j) at that gap, of max(0, s_j − s_i + margin · g), and the gaps are summed, as the
+    original (one `MarginRankingLoss(margin * g)` per gap, each averaged over its pairs). Pairs whose signals
+    differ by `min_delta` or less are left out (the original ranks by ROUGE, which has no near-ties; gpt4_pref
+    does). With `reference_scores` (the reference answer's score, SimCLS's "gold summary"), add
+    gold_weight · mean_j max(0, s_j − s_ref + gold_margin).
+
+    Args:
+        scores: [batch, n] model scores of each candidate (cosine similarities for SimCLS).
+        signal: [batch, n] training signal, higher is better (only its order and gaps are used).
+        margin: λ, the margin per rank of gap.
+        min_delta: signal differences at or below this are ties: no pair.
+        reference_scores: [batch] scores of the reference answers, or None.
+        gold_margin: margin of the reference over each candidate.
+        gold_weight: weight of the reference term.
+    Returns:
+        Scalar loss.
+
+    Example: scores already in signal order [0.5, 0.3, 0.4], signal [3, 2, 1], margin 0.1. Gap 1: pairs
+    (0, 1): max(0, 0.3 − 0.5 + 0.1) = 0 and (1, 2): max(0, 0.4 − 0.3 + 0.1) = 0.2, mean 0.1. Gap 2: pair
+    (0, 2): max(0, 0.4 − 0.5 + 0.2) = 0.1. Loss 0.1 + 0.1 = 0.2.
+    """
+    order = torch.argsort(signal, dim=1, descending=True, stable=True)
+    sorted_scores = torch.gather(scores, 1, order)
+    sorted_signal = torch.gather(signal, 1, order)
+    total = scores.sum() * 0.0
+    n = scores.shape[1]
+    for gap in range(1, n):
+        better, worse = sorted_scores[:, :-gap], sorted_scores[:, gap:]
+        decisive = (sorted_signal[:, :-gap] - sorted_signal[:, gap:]) > min_delta
+        if decisive.any():
+            total = total + F.relu(worse - better + margin * gap)[decisive].mean()
+    if reference_scores is not None and gold_weight:
+        total = total + gold_weight * F.relu(scores - reference_scores.unsqueeze(1) + gold_margin).mean()
+    return total
+
+
+def summareranker_bce_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """SummaReranker's per-task binary cross-entropy (the original's `MoE_BCE`, without the mixture of experts).
+
+    Each selected candidate is a positive (label 1) on a task when it has the instruction's best signal on
+    that task, else a negative; the loss is the mean over (candidate, task) of BCE(σ(logit), label).
+
+    Args:
+        logits: [candidates, n_tasks] one logit per task.
+        labels: [candidates, n_tasks] in {0, 1}.
+    Returns:
+        Scalar loss.
+
+    Example: logits [[2], [−1]], labels [[1], [0]]: (softplus(−2) + softplus(−1)) / 2
+    = (0.126928 + 0.313262) / 2 = 0.220095.
+    """
+    return F.binary_cross_entropy_with_logits(logits, labels)

@@ -40,6 +40,8 @@ class PairRanker(nn.Module):
         truncation: how long candidates are cut ("head" as the paper, or "head_tail").
     """
 
+    label = "PairRanker"
+
     def __init__(
         self,
         backbone: PreTrainedModel,

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from blender.aggregation import get_aggregation
-from blender.data.pairs import Pair, sample_pairs, signal_matrix
+from blender.data.pairs import Pair, per_signal, sample_pairs, signal_matrix
 from blender.data.schema import Record
 from blender.evaluation.ranking import Method, oracle_scores, per_example
 from blender.metrics.correlation import within_instruction_spearman
@@ -34,15 +34,16 @@ class PairSampling:
 
     Attributes:
         pairs_per_example: pairs per instruction per epoch (paper: 5).
-        signal_transform: "none", "logit" or "rank" (see `signal_matrix`).
-        min_delta: signal differences at or below this are ties (no loss).
+        signal_transform: "none", "logit" or "rank" (see `signal_matrix`), or {signal: name}.
+        min_delta: signal differences at or below this are ties (no loss); or {signal: threshold} (see
+            `per_signal`), since signals trained on together live on different scales.
         skip_ties: do not spend forward passes on pairs tied on every task.
         weighting: "uniform" (paper) or "top" (favour pairs that involve the instruction's best answers).
     """
 
     pairs_per_example: int = 5
-    signal_transform: str = "none"
-    min_delta: float = 0.0
+    signal_transform: str | dict[str, str] = "none"
+    min_delta: float | dict[str, float] = 0.0
     skip_ties: bool = True
     weighting: str = "uniform"
 
@@ -136,6 +137,7 @@ def train_ranker(
     """
     inference = inference or InferenceSettings(show_progress=settings.show_progress)
     signal_by_record = [signal_matrix(r, signals, sampling.signal_transform) for r in train_records]
+    min_delta = per_signal(sampling.min_delta, signals, "min_delta")
     encoded = encode_records(ranker, train_records)
 
     @functools.lru_cache(
@@ -143,9 +145,7 @@ def train_ranker(
     )  # the loop asks for an epoch's batches more than once (counting, resuming)
     def epoch_batches(epoch: int) -> PairBatches:
         rng = np.random.default_rng(settings.seed + epoch)
-        pairs = sample_pairs(
-            signal_by_record, sampling.pairs_per_example, rng, sampling.min_delta, sampling.skip_ties
-        )
+        pairs = sample_pairs(signal_by_record, sampling.pairs_per_example, rng, min_delta, sampling.skip_ties)
         return PairBatches(ranker, encoded, pairs, settings.batch_size, seed=settings.seed + epoch)
 
     first = epoch_batches(0)

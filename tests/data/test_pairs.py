@@ -68,3 +68,19 @@ def test_top_weighting_favours_pairs_with_the_best_answers():
     )
     with pytest.raises(ValueError, match="choose uniform or top"):
         sample_pairs(signals, 3, np.random.default_rng(0), weighting="hard")
+
+
+def test_per_signal_settings_and_thresholds():
+    from blender.data import per_signal
+
+    assert per_signal(0.1, ["a", "b"], "min_delta") == (0.1, 0.1)
+    assert per_signal({"a": 0.1, "default": 0.0}, ["a", "b"], "min_delta") == (0.1, 0.0)
+    with pytest.raises(ValueError, match=r"min_delta has no entry for signal\(s\) \['b'\]"):
+        per_signal({"a": 0.1}, ["a", "b"], "min_delta")
+    signal = np.array([[0.9, 10.0], [0.85, 12.0]])
+    # Task 0 differs by 0.05 (a tie under 0.1), task 1 by 2 (decisive under 0).
+    assert pair_targets(signal, 0, 1, (0.1, 0.0)) == (0.0, -1.0)
+    r = record()
+    values = signal_matrix(r, ["gpt4_pref", "other"], {"gpt4_pref": "logit", "other": "rank"})
+    np.testing.assert_allclose(values[:, 1], [4, 3, 2, 1])
+    np.testing.assert_allclose(values[0, 0], np.log(0.2 / 0.8))

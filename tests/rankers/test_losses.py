@@ -1,6 +1,6 @@
 import torch
 
-from blender.rankers import pairwise_logistic_loss
+from blender.rankers import pairwise_logistic_loss, simcls_ranking_loss, summareranker_bce_loss
 
 
 def test_hand_worked_value():
@@ -25,3 +25,36 @@ def test_all_ties_give_zero_loss_and_zero_gradient():
     loss = pairwise_logistic_loss(s1, torch.zeros(2, 1), torch.zeros(2, 1))
     loss.backward()
     assert loss.item() == 0.0 and torch.all(s1.grad == 0)
+
+
+def test_simcls_hand_worked_value():
+    # Docstring example: gap 1 mean(0, 0.2) = 0.1, gap 2: 0.1; total 0.2.
+    scores = torch.tensor([[0.5, 0.3, 0.4]])
+    signal = torch.tensor([[3.0, 2.0, 1.0]])
+    assert torch.isclose(simcls_ranking_loss(scores, signal, margin=0.1), torch.tensor(0.2), atol=1e-6)
+
+
+def test_simcls_sorts_by_the_signal_and_skips_near_ties():
+    # The same candidates in another order give the same loss.
+    scores = torch.tensor([[0.4, 0.5, 0.3]])
+    signal = torch.tensor([[1.0, 3.0, 2.0]])
+    assert torch.isclose(simcls_ranking_loss(scores, signal, margin=0.1), torch.tensor(0.2), atol=1e-6)
+    # Signals 3.0 and 2.95 tie under min_delta 0.1: gap 1 keeps only (2.95, 1): max(0, 0.4 − 0.3 + 0.1) = 0.2;
+    # gap 2 (3 vs 1): 0.1.
+    tied = torch.tensor([[3.0, 2.95, 1.0]])
+    loss = simcls_ranking_loss(torch.tensor([[0.5, 0.3, 0.4]]), tied, margin=0.1, min_delta=0.1)
+    assert torch.isclose(loss, torch.tensor(0.3), atol=1e-6)
+
+
+def test_simcls_reference_term():
+    # Reference 0.45 with gold margin 0: candidates [0.5, 0.3] → mean(max(0, 0.05), 0) = 0.025, weight 2 → 0.05;
+    # plus gap 1: max(0, 0.3 − 0.5 + 0.1) = 0.
+    loss = simcls_ranking_loss(torch.tensor([[0.5, 0.3]]), torch.tensor([[2.0, 1.0]]), margin=0.1,
+                               reference_scores=torch.tensor([0.45]), gold_weight=2.0)  # fmt: skip
+    assert torch.isclose(loss, torch.tensor(0.05), atol=1e-6)
+
+
+def test_summareranker_bce_hand_worked_value():
+    logits = torch.tensor([[2.0], [-1.0]])
+    labels = torch.tensor([[1.0], [0.0]])
+    assert torch.isclose(summareranker_bce_loss(logits, labels), torch.tensor(0.220095), atol=1e-5)

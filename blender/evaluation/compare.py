@@ -1,0 +1,237 @@
+"""Gather finished experiments (`conf/experiment/*.yaml`) into one comparison per dataset.
+
+Every experiment's evaluation leaves its per-instruction scores beside its table: PairRanker's N×N logits
+(`pair_logits_<data>_<split>.npz`), a pointwise ranker's N scores (`candidate_scores_<data>_<split>.npz`), and
+the measured forward passes and seconds per instruction (`ranking_<data>_<split>.json`). Here they become rows
+of one ranking table on the scored split (so every row shares the bootstrap resamples, and differences are
+paired), next to Random, Longest, the best single model and each reference metric used as an oracle; the same
+rows then fill the paper's Table 2 / Table 3 shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blender.aggregation import get_aggregation
+from blender.data.schema import Record
+from blender.evaluation.paper_report import report_paper_tables
+from blender.evaluation.paper_tables import METRIC_TITLES, available_metrics, named_models_for
+from blender.evaluation.ranking import Method, longest_scores, oracle_scores, ranking_table
+from blender.files import write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExperimentRow:
+    """One experiment of the comparison: its run folder's name and the label its rows carry."""
+
+    name: str
+    label: str
+
+
+def _ranking_rows(eval_dir: Path, stem: str) -> tuple[dict[str, dict], str]:
+    path = eval_dir / f"ranking_{stem}.json"
+    table = json.loads(path.read_text())
+    return {r["method"]: r for r in table["rows"]}, table["best_model"]
+
+
+def _check_ids(path: Path, ids: Sequence[str], records: Sequence[Record]) -> None:
+    if list(ids) != [r.id for r in records]:
+        raise ValueError(f"{path}: its {len(ids)} records are not the compared split's {len(records)} (other ids or "
+                         "order): evaluate the experiment on the same split")  # fmt: skip
+
+
+def experiment_methods(
+    eval_dir: Path,
+    stem: str,
+    label: str,
+    records: Sequence[Record],
+    aggregations: Sequence[str] = ("max_logits", "bubble"),
+    seed: int = 0,
+) -> tuple[list[Method], str]:
+    """The rows one finished experiment contributes, rebuilt from the scores it saved.
+
+    Args:
+        eval_dir: the experiment's `eval/` folder.
+        stem: "<data>_<split>", e.g. "alpaca_blend_modern_val".
+        label: the row label, e.g. "PairRanker (gpt4_pref)".
+        records: the compared split, in the order the experiment evaluated it.
+        aggregations: PairRanker's aggregations to show (each read off the saved matrices).
+        seed: the bubble run's seed (the evaluation's `eval.seed`).
+    Returns:
+        (rows, the best single model the experiment chose on train).
+    """
+    measured, best_model = _ranking_rows(eval_dir, stem)
+    logits_file, scores_file = eval_dir / f"pair_logits_{stem}.npz", eval_dir / f"candidate_scores_{stem}.npz"
+    if logits_file.is_file():
+        saved = np.load(logits_file, allow_pickle=True)
+        _check_ids(logits_file, saved["ids"].tolist(), records)
+        methods = []
+        for aggregation in aggregations:
+            row = measured.get(f"PairRanker + {aggregation}")
+            if row is None:
+                raise ValueError(f"{eval_dir}: no 'PairRanker + {aggregation}' row to take its cost from")
+            aggregate = get_aggregation(aggregation)
+            scores = [aggregate(m, seed=seed + e) if aggregation == "bubble" else aggregate(m)
+                      for e, m in enumerate(saved["logits"])]  # fmt: skip
+            methods.append(Method(f"{label} + {aggregation}", scores=scores, forward_passes=row["forward_passes"],
+                                  seconds=row["seconds_per_instruction"], notes={"category": "Rankers"}))  # fmt: skip
+        return methods, best_model
+    if scores_file.is_file():
+        saved = np.load(scores_file, allow_pickle=True)
+        _check_ids(scores_file, saved["ids"].tolist(), records)
+        (row,) = [r for r in measured.values() if r.get("forward_passes") is not None]
+        method = Method(label, scores=list(saved["scores"]), forward_passes=row["forward_passes"],
+                        seconds=row["seconds_per_instruction"], notes={"category": "Rankers"})  # fmt: skip
+        return [method], best_model
+    raise FileNotFoundError(f"{eval_dir}: neither pair_logits_{stem}.npz nor candidate_scores_{stem}.npz")
+
+
+def baseline_rows(
+    records: Sequence[Record], oracle: str, best_model: str, metrics: Sequence[str]
+) -> list[Method]:
+    """Random, Longest, the best single model (chosen on train) and each reference metric as an oracle."""
+    rows = [
+        Method("Random (expected)", expected=True, notes={"category": "Baselines"}),
+        Method("Longest", scores=[longest_scores(r) for r in records], notes={"category": "Baselines"}),
+        Method(f"model: {best_model}", picks=[r.models.index(best_model) for r in records],
+               notes={"category": "Baselines"}),
+    ]  # fmt: skip
+    for key in [*metrics, oracle]:
+        rows.append(Method(f"Oracle ({key})", scores=[oracle_scores(r, key) for r in records],
+                           notes={"category": "Analysis"}))  # fmt: skip
+    return rows
+
+
+COLUMNS = (
+    ("top1_oracle", "Top-1 {oracle}↑", "{:.3f}"),
+    ("gpt_rank", "GPT-Rank↓", "{:.2f}"),
+    ("top3_pct", "Top-3 %↑", "{:.0f}"),
+    ("pearson", "Pearson (×100)↑", "{:.1f}"),
+    ("spearman", "Spearman (×100)↑", "{:.1f}"),
+    ("footrule", "Footrule↓", "{:.1f}"),
+    ("spearman_within", "Spearman within instr. (×100)↑", "{:.1f}"),
+)
+SCALES = {"pearson": 100.0, "spearman": 100.0, "spearman_within": 100.0}
+
+
+def _cell(row: Mapping[str, Any], key: str, fmt: str) -> str:
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    scale = SCALES.get(key, 1.0)
+    text = fmt.format(value * scale)
+    if row.get(f"{key}_ci") is not None:
+        low, high = row[f"{key}_ci"]
+        text += f" [{fmt.format(low * scale)}, {fmt.format(high * scale)}]"
+    return text
+
+
+def render_comparison(table: Mapping[str, Any], title: str, missing: Sequence[str] = ()) -> str:
+    """The comparison as Markdown: one row per method, intervals in brackets, cost per instruction."""
+    headers = ["Category", "Method", *(t.format(oracle=table["oracle"]) for _, t, _ in COLUMNS),
+               "Passes / instr.", "s / instr."]  # fmt: skip
+    lines = [f"## {title}", "",
+             f"{table['n_examples']} instructions, judged by `{table['oracle']}`; best single model chosen on train: "
+             f"`{table['best_model']}`. Brackets: 95% bootstrap intervals over instructions (resamples shared "
+             "by every row). Pearson / Spearman / footrule compare each full ranking with the oracle's, per "
+             "candidate column across instructions, as the paper's cor_eval.py; Spearman within instruction correlates "
+             "the scores inside each instruction, averaged (no interval). Passes: encoder forward passes "
+             "actually run per instruction; seconds: measured wall time per instruction on the machine that ran "
+             "the experiment.", "",
+             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]  # fmt: skip
+    for row in table["rows"]:
+        name = row["method"]
+        if name.startswith("Oracle (") and name[8:-1] in METRIC_TITLES:
+            name = f"Oracle ({METRIC_TITLES[name[8:-1]]})"
+        passes = row.get("forward_passes")
+        seconds = row.get("seconds_per_instruction")
+        lines.append("| " + " | ".join([row.get("category", ""), name, *(_cell(row, k, f) for k, _, f in COLUMNS),
+                                        "–" if passes is None else f"{passes:.0f}",
+                                        "–" if seconds is None else f"{seconds:.2f}"]) + " |")  # fmt: skip
+    if table["differences"]:
+        lines += ["", "Paired differences in the pick's mean oracle score (95% bootstrap interval):", ""]
+        for diff in table["differences"]:
+            low, high = diff["ci"]
+            verdict = "above zero" if low > 0 else ("below zero" if high < 0 else "includes zero")
+            lines.append(f"- {diff['method']} − {diff['versus']}: {diff['top1_oracle_diff']:+.3f} "
+                         f"[{low:+.3f}, {high:+.3f}] ({verdict})")  # fmt: skip
+    if missing:
+        lines += ["", "Not run yet (no results in their run folders): " + ", ".join(missing) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def compare_experiments(
+    records: Sequence[Record],
+    train: Sequence[Record] | None,
+    dataset: str,
+    split: str,
+    oracle: str,
+    experiments: Sequence[ExperimentRow],
+    experiments_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    aggregations: Sequence[str] = ("max_logits", "bubble"),
+    metric_keys: Sequence[str] = tuple(METRIC_TITLES),
+    n_boot: int = 1000,
+    seed: int = 0,
+    versus: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Write `comparison_<dataset>_<split>.{md,json}` and the Table 2 / Table 3 shapes of the same rows.
+
+    Args:
+        records: the split the experiments were evaluated on, scored with reference metrics (`make score`).
+        train: its train split (chooses the ≥-columns' models); None: chosen on `records`.
+        dataset: the data config's name.
+        split: the evaluated split.
+        oracle: what ranks the candidates (e.g. "gpt4_pref").
+        experiments: the rows, in order; one whose run folder has no results is listed as not run.
+        experiments_dir: where `<name>/eval/` folders live (outputs/experiments).
+        output_dir: where to write.
+        aggregations: PairRanker's aggregations to show.
+        metric_keys: reference metrics to report (those the records carry).
+        n_boot: bootstrap resamples.
+        seed: bootstrap and bubble seed.
+        versus: more rows every ranker gets a paired difference against (e.g. "PairRanker (gpt4_pref) +
+            max_logits"), besides Random, Longest and the best single model.
+    Returns:
+        {"table": the comparison, "files": [paths], "missing": [experiments not run]}.
+    """
+    stem = f"{dataset}_{split}"
+    rankers, missing, best_models = [], [], []
+    for experiment in experiments:
+        eval_dir = Path(experiments_dir) / experiment.name / "eval"
+        if not (eval_dir / f"ranking_{stem}.json").is_file():
+            log.warning("%s: no %s yet; listed as not run", eval_dir, f"ranking_{stem}.json")
+            missing.append(experiment.name)
+            continue
+        rows, best_model = experiment_methods(eval_dir, stem, experiment.label, records, aggregations, seed)
+        rankers += rows
+        best_models.append(best_model)
+    if not best_models:
+        raise FileNotFoundError(f"no experiment of {dataset} has results under {experiments_dir}")
+    if len(set(best_models)) > 1:
+        raise ValueError(f"the experiments chose different best single models {sorted(set(best_models))}: "
+                         "they were trained on different train splits")  # fmt: skip
+    metrics = available_metrics(records, metric_keys)
+    methods = [*baseline_rows(records, oracle, best_models[0], metrics), *rankers]
+    compare_to = ["Random (expected)", "Longest", f"model: {best_models[0]}", *versus]
+    table = ranking_table(records, oracle, best_models[0], methods, n_boot, seed, compare_to)
+    table.update(dataset=dataset, split=split, experiments=[e.__dict__ for e in experiments], missing=missing)
+    title = f"{dataset} {split}: rankers compared"
+    output_dir = Path(output_dir)
+    files = [write_text_atomic(output_dir / f"comparison_{stem}.md", render_comparison(table, title, missing)),
+             write_json_atomic(output_dir / f"comparison_{stem}.json", table)]  # fmt: skip
+    named = named_models_for(train if train else records, oracle, dataset)
+    paper = report_paper_tables(records, oracle, named, output_dir, stem, title, dataset=dataset, rankers=rankers,
+                                metric_keys=metrics, n_boot=n_boot, seed=seed)  # fmt: skip
+    return {"table": table, "files": [str(f) for f in files] + paper["files"], "missing": missing}
