@@ -145,7 +145,8 @@ def train_ranker(
     )  # the loop asks for an epoch's batches more than once (counting, resuming)
     def epoch_batches(epoch: int) -> PairBatches:
         rng = np.random.default_rng(settings.seed + epoch)
-        pairs = sample_pairs(signal_by_record, sampling.pairs_per_example, rng, min_delta, sampling.skip_ties)
+        pairs = sample_pairs(signal_by_record, sampling.pairs_per_example, rng, min_delta, sampling.skip_ties,
+                             sampling.weighting)  # fmt: skip
         return PairBatches(ranker, encoded, pairs, settings.batch_size, seed=settings.seed + epoch)
 
     first = epoch_batches(0)

@@ -89,3 +89,20 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run(tmp_path):
     assert steps_after_resume == 24 - 6  # 12 batches per epoch, 2 epochs, 6 already done
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_the_configured_pair_weighting_reaches_the_sampler(tmp_path, monkeypatch):
+    # Regression: `sampling.weighting` was once dropped on the way to sample_pairs, so "top" ran as uniform.
+    import blender.training.ranker as ranker_module
+
+    seen = []
+    original = ranker_module.sample_pairs
+
+    def recording(*args, **kwargs):
+        seen.append(args[5] if len(args) > 5 else kwargs.get("weighting", "uniform"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ranker_module, "sample_pairs", recording)
+    train_ranker(fresh_ranker(), records(6), [], ["gpt4_pref"], "gpt4_pref", "m3",
+                 PairSampling(pairs_per_example=2, weighting="top"), settings(epochs=1), tmp_path)  # fmt: skip
+    assert seen and set(seen) == {"top"}
