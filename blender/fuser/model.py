@@ -10,7 +10,6 @@ Three kinds, chosen by config (`conf/fuser/*.yaml`):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ from transformers import (
 from blender.fuser.packing import PackingSettings, pack_source, pack_target
 from blender.packaged_models import resolve_name_or_path
 from blender.rankers.backbone import BackboneLoadError
-from blender.rankers.predict import length_sorted_batches
+from blender.rankers.predict import autocast_context, length_sorted_batches
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +119,6 @@ def _build_model(
             f"could not load the fuser {resolved!r} ({type(error).__name__}: {error}). Without hub access, download "
             f"it where the hub is reachable (`hf download {resolved} --local-dir DIR`) and pass fuser.name_or_path=DIR"
         ) from error
-
-
-def _autocast(device: torch.device, mixed_precision: str) -> contextlib.AbstractContextManager:
-    if mixed_precision == "no":
-        return contextlib.nullcontext()
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-    if mixed_precision not in dtypes:
-        raise ValueError(f"mixed_precision={mixed_precision!r}; choose no, bf16 or fp16")
-    return torch.autocast(device.type, dtype=dtypes[mixed_precision])
 
 
 class GenFuser:
@@ -233,7 +223,7 @@ class GenFuser:
                                         max_batch_size=settings.batch_size)  # fmt: skip
         answers: list[str] = [""] * len(prompts)
         bar = tqdm(total=len(prompts), desc="fusing", unit="answer", disable=not settings.show_progress)
-        with _autocast(device, settings.mixed_precision):
+        with autocast_context(device, settings.mixed_precision):
             for batch in batches:
                 inputs_ = self.collate([{"input_ids": prompts[k]} for k in batch], left_pad=self.is_causal)
                 out = self.model.generate(

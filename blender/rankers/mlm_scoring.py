@@ -44,7 +44,7 @@ from blender.data.schema import Record
 from blender.packaged_models import resolve_name_or_path
 from blender.rankers.backbone import _load_error, load_tokenizer
 from blender.rankers.pairranker import RANKER_CONFIG_FILE
-from blender.rankers.predict import InferenceSettings, _autocast, length_sorted_batches
+from blender.rankers.predict import InferenceSettings, autocast_context, length_sorted_batches
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class MLMScorer(nn.Module):
                                         settings.max_batch_size)  # fmt: skip
         log_probs = np.empty(len(copies))
         bar = tqdm(total=len(copies), desc="masked tokens", disable=not settings.show_progress, leave=False)
-        with torch.inference_mode(), _autocast(device, settings.mixed_precision):
+        with torch.inference_mode(), autocast_context(device, settings.mixed_precision):
             for batch in batches:
                 longest = max(len(bases[copies[c][0]][0]) for c in batch)
                 input_ids = torch.full(

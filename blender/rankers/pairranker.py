@@ -27,6 +27,16 @@ RANKER_CONFIG_FILE = "ranker_config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
+def prepare_backbone(backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Add the source/candidate markers to the tokenizer and the backbone's embeddings, and drop its pooler."""
+    if add_pair_tokens(tokenizer):
+        # New rows start at the mean of the old embeddings (transformers' default), not at noise.
+        backbone.resize_token_embeddings(len(tokenizer))
+    if getattr(backbone, "pooler", None) is not None:
+        # Scores are read at our own positions through our own head; the [CLS] pooler would never train.
+        backbone.pooler = None
+
+
 class PairRanker(nn.Module):
     """The pairwise cross-encoder.
 
@@ -55,12 +65,7 @@ class PairRanker(nn.Module):
         super().__init__()
         if not task_names:
             raise ValueError("PairRanker needs at least one task (training signal)")
-        if add_pair_tokens(tokenizer):
-            # New rows start at the mean of the old embeddings (transformers' default), not at noise.
-            backbone.resize_token_embeddings(len(tokenizer))
-        if getattr(backbone, "pooler", None) is not None:
-            # Scores are read at the marker tokens; the [CLS] pooler would cost a matmul and never train.
-            backbone.pooler = None
+        prepare_backbone(backbone, tokenizer)
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.task_names = list(task_names)

@@ -26,10 +26,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from blender.data.collate import EncodedTexts, PairEncoder, add_pair_tokens
+from blender.data.collate import EncodedTexts, PairEncoder
 from blender.data.schema import Record
-from blender.rankers.pairranker import RANKER_CONFIG_FILE, WEIGHTS_FILE
-from blender.rankers.predict import InferenceSettings, _autocast, length_sorted_batches
+from blender.rankers.pairranker import RANKER_CONFIG_FILE, WEIGHTS_FILE, prepare_backbone
+from blender.rankers.predict import InferenceSettings, autocast_context, length_sorted_batches
 
 POOLINGS = ("cls", "mean")
 
@@ -98,7 +98,7 @@ def _run_batches(
     batches = length_sorted_batches([len(s) for s in sequences], settings.max_tokens, settings.max_batch_size)
     out = np.empty(len(sequences), dtype=np.float64)
     bar = tqdm(total=len(sequences), desc=description, disable=not settings.show_progress, leave=False)
-    with torch.inference_mode(), _autocast(device, settings.mixed_precision):
+    with torch.inference_mode(), autocast_context(device, settings.mixed_precision):
         for batch in batches:
             inputs = {k: v.to(device) for k, v in pad([sequences[k] for k in batch]).items()}
             out[batch] = step(inputs).float().cpu().numpy()
@@ -136,10 +136,7 @@ class SummaReranker(nn.Module):
         super().__init__()
         if not task_names:
             raise ValueError("SummaReranker needs at least one task (training signal)")
-        if add_pair_tokens(tokenizer):
-            backbone.resize_token_embeddings(len(tokenizer))
-        if getattr(backbone, "pooler", None) is not None:
-            backbone.pooler = None  # read at [CLS] through our own head; the pooler would never train
+        prepare_backbone(backbone, tokenizer)
         self.backbone, self.tokenizer = backbone, tokenizer
         self.task_names, self.dropout = list(task_names), dropout
         self.encoder = PairEncoder(tokenizer, source_max_length, candidate_max_length, truncation)
@@ -281,7 +278,7 @@ class SimCLS(nn.Module):
         texts = [*sources, *candidates]
         batches = length_sorted_batches([len(s) for s in texts], settings.max_tokens, settings.max_batch_size)
         table = torch.empty(len(texts), self.backbone.config.hidden_size)
-        with torch.inference_mode(), _autocast(device, settings.mixed_precision):
+        with torch.inference_mode(), autocast_context(device, settings.mixed_precision):
             for batch in tqdm(batches, desc="texts", disable=not settings.show_progress, leave=False):
                 inputs = {k: v.to(device) for k, v in self.pad([texts[k] for k in batch]).items()}
                 table[batch] = self.embed(inputs["input_ids"], inputs["attention_mask"]).cpu()

@@ -63,7 +63,7 @@ def length_sorted_batches(lengths: Sequence[int], max_tokens: int, max_batch_siz
     return batches
 
 
-def _autocast(device: torch.device, mixed_precision: str) -> contextlib.AbstractContextManager:
+def autocast_context(device: torch.device, mixed_precision: str) -> contextlib.AbstractContextManager:
     if mixed_precision == "no":
         return contextlib.nullcontext()
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -101,7 +101,7 @@ def score_pairs(
     bar = tqdm(
         total=len(triples), desc=description, unit="pair", disable=not settings.show_progress, leave=False
     )
-    with _autocast(device, settings.mixed_precision):
+    with autocast_context(device, settings.mixed_precision):
         for batch in batches:
             inputs = ranker.encoder.pad([sequences[k] for k in batch])
             out = ranker.pair_logits(inputs["input_ids"].to(device), inputs["attention_mask"].to(device))
