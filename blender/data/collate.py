@@ -23,6 +23,11 @@ PAIR_SPECIAL_TOKENS = (SOURCE_TOKEN, CANDIDATE1_TOKEN, CANDIDATE2_TOKEN)
 TRUNCATION_SIDES = ("head", "head_tail")
 
 
+def length_hint_text(text: str) -> str:
+    """What `length_hint` puts before a candidate: its whole length in whitespace-separated words."""
+    return f"({len(text.split())} words)"
+
+
 def add_pair_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
     """Add the three marker tokens to the tokenizer (no-op if present); returns how many were added."""
     return tokenizer.add_tokens(list(PAIR_SPECIAL_TOKENS), special_tokens=True)
@@ -55,6 +60,9 @@ class PairEncoder:
         candidate_max_length: tokens for each candidate part, special tokens included (paper: 128).
         truncation: "head" keeps a long candidate's first tokens (the original); "head_tail" keeps its
             first two thirds and last third of the budget, so the model also sees how an answer ends.
+        length_hint: start each candidate part with its whole length, "(N words)", inside its budget. Not
+            in the paper: with 128-token windows nearly every candidate here is cut, which hides length,
+            the judges' strongest bias (docs/results/pairranker.md).
     """
 
     def __init__(
@@ -63,6 +71,7 @@ class PairEncoder:
         source_max_length: int = 128,
         candidate_max_length: int = 128,
         truncation: str = "head",
+        length_hint: bool = False,
     ) -> None:
         if truncation not in TRUNCATION_SIDES:
             raise ValueError(f"truncation={truncation!r}; choose one of {list(TRUNCATION_SIDES)}")
@@ -73,6 +82,7 @@ class PairEncoder:
         self.source_max_length = source_max_length
         self.candidate_max_length = candidate_max_length
         self.truncation = truncation
+        self.length_hint = length_hint
         self.prefix, self.suffix = _special_wrapping(tokenizer)
         self.source_id, self.candidate1_id, self.candidate2_id = tokenizer.convert_tokens_to_ids(
             list(PAIR_SPECIAL_TOKENS)
@@ -84,27 +94,34 @@ class PairEncoder:
         self.source_budget = source_max_length - overhead
         self.candidate_budget = candidate_max_length - overhead
 
-    def _tokenize(self, texts: Sequence[str], budget: int, keep_tail: bool = False) -> list[list[int]]:
+    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         # split_special_tokens: a literal "[SEP]" or "<|source|>" inside an answer stays plain text, so a
         # marker appears exactly once per pair and no answer can forge one.
-        ids = self.tokenizer(
-            list(texts),
-            add_special_tokens=False,
-            split_special_tokens=True,
-            truncation=not keep_tail,
-            max_length=None if keep_tail else budget,
-        )["input_ids"]
+        return self.tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+    def _cut(self, ids: list[int], budget: int, keep_tail: bool) -> list[int]:
+        if len(ids) <= budget:
+            return ids
         if keep_tail:
             tail = budget // 3
-            ids = [x if len(x) <= budget else x[: budget - tail] + x[len(x) - tail :] for x in ids]
-        return ids
+            return ids[: budget - tail] + ids[len(ids) - tail :]
+        return ids[:budget]
 
     def encode_record_texts(self, source: str, candidates: Sequence[str]) -> EncodedTexts:
         """Tokenize one source and its candidates once; pairs are assembled from these ids."""
-        (source_ids,) = self._tokenize([source], self.source_budget)
+        (source_ids,) = self._tokenize([source])
         keep_tail = self.truncation == "head_tail"
+        bodies = self._tokenize(candidates)
+        if self.length_hint:
+            hints = self._tokenize([length_hint_text(text) for text in candidates])
+        else:
+            hints = [[] for _ in candidates]
         return EncodedTexts(
-            source=source_ids, candidates=self._tokenize(candidates, self.candidate_budget, keep_tail)
+            source=self._cut(source_ids, self.source_budget, keep_tail=False),
+            candidates=[
+                hint + self._cut(body, self.candidate_budget - len(hint), keep_tail)
+                for hint, body in zip(hints, bodies, strict=True)
+            ],
         )
 
     def pair_ids(self, encoded: EncodedTexts, first: int, second: int) -> list[int]:

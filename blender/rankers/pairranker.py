@@ -48,6 +48,8 @@ class PairRanker(nn.Module):
         source_max_length: source budget in tokens (paper: 128).
         candidate_max_length: budget of each candidate (paper: 128).
         truncation: how long candidates are cut ("head" as the paper, or "head_tail").
+        length_hint: start each candidate part with "(N words)", its whole length (not in the paper; see
+            `PairEncoder`).
     """
 
     label = "PairRanker"
@@ -61,6 +63,7 @@ class PairRanker(nn.Module):
         source_max_length: int = 128,
         candidate_max_length: int = 128,
         truncation: str = "head",
+        length_hint: bool = False,
     ) -> None:
         super().__init__()
         if not task_names:
@@ -70,7 +73,9 @@ class PairRanker(nn.Module):
         self.tokenizer = tokenizer
         self.task_names = list(task_names)
         self.dropout = dropout
-        self.encoder = PairEncoder(tokenizer, source_max_length, candidate_max_length, truncation)
+        self.encoder = PairEncoder(
+            tokenizer, source_max_length, candidate_max_length, truncation, length_hint
+        )
         hidden = backbone.config.hidden_size
         self.head = nn.Sequential(
             nn.Dropout(dropout),
@@ -118,6 +123,7 @@ class PairRanker(nn.Module):
             "source_max_length": self.encoder.source_max_length,
             "candidate_max_length": self.encoder.candidate_max_length,
             "truncation": self.encoder.truncation,
+            "length_hint": self.encoder.length_hint,
         }
 
     def save(self, directory: str | os.PathLike) -> None:

@@ -119,6 +119,7 @@ class SummaReranker(nn.Module):
         source_max_length: source budget in tokens.
         candidate_max_length: candidate budget in tokens.
         truncation: "head" or "head_tail" (see `PairEncoder`).
+        length_hint: start each candidate with "(N words)", its whole length (see `PairEncoder`).
     """
 
     label = "SummaReranker"
@@ -132,6 +133,7 @@ class SummaReranker(nn.Module):
         source_max_length: int = 128,
         candidate_max_length: int = 128,
         truncation: str = "head",
+        length_hint: bool = False,
     ) -> None:
         super().__init__()
         if not task_names:
@@ -139,7 +141,9 @@ class SummaReranker(nn.Module):
         prepare_backbone(backbone, tokenizer)
         self.backbone, self.tokenizer = backbone, tokenizer
         self.task_names, self.dropout = list(task_names), dropout
-        self.encoder = PairEncoder(tokenizer, source_max_length, candidate_max_length, truncation)
+        self.encoder = PairEncoder(
+            tokenizer, source_max_length, candidate_max_length, truncation, length_hint
+        )
         hidden = backbone.config.hidden_size
         self.head = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(dropout),
@@ -179,7 +183,8 @@ class SummaReranker(nn.Module):
     def settings(self) -> dict:
         return {"task_names": self.task_names, "dropout": self.dropout,
                 "source_max_length": self.encoder.source_max_length,
-                "candidate_max_length": self.encoder.candidate_max_length, "truncation": self.encoder.truncation}  # fmt: skip
+                "candidate_max_length": self.encoder.candidate_max_length, "truncation": self.encoder.truncation,
+                "length_hint": self.encoder.length_hint}  # fmt: skip
 
     def save(self, directory: str | os.PathLike) -> None:
         _write_checkpoint(

@@ -50,3 +50,20 @@ def test_rejects_tokenizer_without_markers_and_tiny_budgets(tiny_tokenizer):
     add_pair_tokens(tiny_tokenizer)
     with pytest.raises(ValueError, match="special tokens"):
         PairEncoder(tiny_tokenizer, source_max_length=3)
+
+
+def test_length_hint_leads_each_candidate_within_its_budget(tiny_tokenizer):
+    add_pair_tokens(tiny_tokenizer)
+    encoder = PairEncoder(tiny_tokenizer, source_max_length=8, candidate_max_length=9, length_hint=True)
+    short, long = encoder.encode_record_texts("the", ["good", "a b c d e f g h one"]).candidates
+    hint_short = tiny_tokenizer("(1 words)", add_special_tokens=False)["input_ids"]
+    hint_long = tiny_tokenizer("(9 words)", add_special_tokens=False)["input_ids"]
+    assert len(hint_long) == 4  # "(", "9", "words", ")"
+    assert short == hint_short + tiny_tokenizer.convert_tokens_to_ids(["good"])
+    # The hint counts against the 6-token body budget: two words of the answer are left.
+    assert long == hint_long + tiny_tokenizer.convert_tokens_to_ids(["a", "b"])
+    # Off by default (the paper's input).
+    plain = PairEncoder(tiny_tokenizer, source_max_length=8, candidate_max_length=9)
+    assert plain.encode_record_texts("the", ["good"]).candidates == [
+        tiny_tokenizer.convert_tokens_to_ids(["good"])
+    ]

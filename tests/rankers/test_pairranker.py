@@ -87,3 +87,10 @@ def test_save_and_load_round_trip(tiny_ranker, tmp_path):
 def test_load_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a ranker checkpoint"):
         PairRanker.load(tmp_path)
+
+
+def test_length_hint_is_saved_with_the_checkpoint(tmp_path):
+    tokenizer = make_tiny_tokenizer()
+    ranker = PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], length_hint=True)
+    ranker.save(tmp_path / "ckpt")
+    assert PairRanker.load(tmp_path / "ckpt").encoder.length_hint is True
