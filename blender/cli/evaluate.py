@@ -10,6 +10,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from blender.aggregation import forward_passes
 from blender.cli.common import (
     choose_named_models,
     inference_settings,
@@ -24,7 +25,13 @@ from blender.evaluation.evaluate import evaluate_ranker_with_methods
 from blender.evaluation.paper_report import report_paper_tables
 from blender.evaluation.paper_tables import available_metrics
 from blender.evaluation.ranking import Method
-from blender.evaluation.report import print_table, write_candidate_scores, write_pair_logits, write_report
+from blender.evaluation.report import (
+    print_table,
+    read_pair_logits,
+    write_candidate_scores,
+    write_pair_logits,
+    write_report,
+)
 from blender.fuser.evaluate import (
     FUSED_FIELD,
     FusedAnswers,
@@ -73,17 +80,25 @@ def evaluate_and_report(
     of `make train-ranker`."""
     data = cfg.data
     best_model = pick_best_model(train, data)
+    logits_file = output_dir / f"pair_logits_{data.name}_{split}.npz"
+    # `make eval` right after `make train-ranker` reads the same checkpoint's matrices instead of recomputing
+    # them (minutes on a CPU); any change of records, weights or precision recomputes.
+    saved = read_pair_logits(logits_file, records, checkpoint, cfg.inference.mixed_precision)
     table, rankers, matrices = evaluate_ranker_with_methods(
         ranker, records, best_model, data.oracle, list(cfg.eval.aggregations), inference_settings(cfg.inference),
-        cfg.eval.bootstrap_samples, cfg.eval.seed,
+        cfg.eval.bootstrap_samples, cfg.eval.seed, saved_logits=saved,
     )  # fmt: skip
     table.update(dataset=data.name, split=split, checkpoint=checkpoint)
     title = f"{data.name} {split}: {getattr(ranker, 'label', 'PairRanker')} ({checkpoint})"
     print_table(table, title)
     markdown, _ = write_report(table, output_dir, f"ranking_{data.name}_{split}", title)
     ids, models = [r.id for r in records], [r.models for r in records]
-    if matrices is not None:
-        write_pair_logits(output_dir / f"pair_logits_{data.name}_{split}.npz", ids, models, matrices)
+    if matrices is not None and saved is None:
+        # The full matrix's time per instruction (each aggregation's row scales it by its share of passes).
+        first = rankers[0]
+        n_candidates = int(sum(len(r.candidates) for r in records) / len(records))  # as ranker_methods
+        seconds = first.seconds * forward_passes("max_logits", n_candidates) / first.forward_passes
+        write_pair_logits(logits_file, ids, models, matrices, seconds, cfg.inference.mixed_precision)
     else:
         write_candidate_scores(output_dir / f"candidate_scores_{data.name}_{split}.npz", ids, models,
                                list(rankers[0].scores))  # fmt: skip

@@ -12,6 +12,7 @@ import numpy as np
 from blender.aggregation import forward_passes, get_aggregation
 from blender.data.schema import Record
 from blender.evaluation.ranking import Method, longest_scores, oracle_scores, ranking_table
+from blender.evaluation.report import SavedPairLogits
 from blender.rankers.pairranker import PairRanker
 from blender.rankers.pointwise import PointwiseRanker
 from blender.rankers.predict import InferenceSettings, full_matrices
@@ -39,15 +40,23 @@ def ranker_methods(
     inference: InferenceSettings,
     name: str = "PairRanker",
     seed: int = 0,
+    saved: SavedPairLogits | None = None,
 ) -> tuple[list[Method], list[np.ndarray]]:
-    """Run the full matrix once, then read every aggregation off it.
+    """Run the full matrix once (or take `saved`, this ranker's matrices of these records from an earlier
+    evaluation, see `read_pair_logits`), then read every aggregation off it.
 
     Seconds per instruction are the full matrix's for MaxLogits and MaxWins; bubble's are scaled by its
     share of forward passes (it reads the same matrix, but run online it computes only those pairs).
     """
-    started = time.perf_counter()
-    matrices = full_matrices(ranker, records, inference)
-    seconds = (time.perf_counter() - started) / len(records)
+    if saved is not None:
+        matrices, seconds = saved.matrices, saved.seconds_per_instruction
+        log.info(
+            "full matrix of %d records reused from an earlier evaluation of this checkpoint", len(records)
+        )
+    else:
+        started = time.perf_counter()
+        matrices = full_matrices(ranker, records, inference)
+        seconds = (time.perf_counter() - started) / len(records)
     n_candidates = int(np.mean([len(r.candidates) for r in records]))
     full = forward_passes("max_logits", n_candidates)
     methods = []
@@ -57,8 +66,9 @@ def ranker_methods(
                   for e, m in enumerate(matrices)]  # fmt: skip
         passes = forward_passes(aggregation, n_candidates)
         methods.append(Method(f"{name} + {aggregation}", scores=scores, forward_passes=passes,
-                              seconds=seconds * passes / full))  # fmt: skip
-    log.info("full matrix: %.2f s per instruction, %.1f pairs/s", seconds, full / seconds)
+                              seconds=None if seconds is None else seconds * passes / full))  # fmt: skip
+    if seconds:
+        log.info("full matrix: %.2f s per instruction, %.1f pairs/s", seconds, full / seconds)
     return methods, matrices
 
 
@@ -99,14 +109,16 @@ def evaluate_ranker_with_methods(
     inference: InferenceSettings | None = None,
     bootstrap_samples: int = 1000,
     seed: int = 0,
+    saved_logits: SavedPairLogits | None = None,
 ) -> tuple[dict, list[Method], list[np.ndarray]]:
     """As `evaluate_ranker`, also returning the ranker's rows (one per aggregation), so other tables
     (Table 2 / Table 3) reuse its scores without running the model again, and the N×N logit matrices
-    (None for a pointwise ranker, whose one row needs no aggregation)."""
+    (None for a pointwise ranker, whose one row needs no aggregation). `saved_logits` stands in for the
+    PairRanker's full matrix (see `ranker_methods`)."""
     methods = baseline_methods(records, oracle)
     if isinstance(ranker, PairRanker):
         rankers, matrices = ranker_methods(
-            ranker, records, aggregations, inference or InferenceSettings(), seed=seed
+            ranker, records, aggregations, inference or InferenceSettings(), seed=seed, saved=saved_logits
         )
     else:
         rankers, matrices = [pointwise_method(ranker, records, inference or InferenceSettings())], None

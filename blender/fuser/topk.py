@@ -21,10 +21,9 @@ import numpy as np
 
 from blender.aggregation import get_aggregation
 from blender.data.schema import Record
+from blender.evaluation.report import WEIGHTS_FILES, read_pair_logits
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 class RankerNotFoundError(FileNotFoundError):
@@ -126,25 +125,6 @@ def _append_cache(path: Path, rows: Sequence[dict]) -> None:
         os.fsync(handle.fileno())
 
 
-def saved_matrices(path: Path, records: Sequence[Record], checkpoint: Path) -> list[np.ndarray] | None:
-    """A ranker evaluation's N×N matrices (`write_pair_logits`) when they are of these records and no older
-    than the checkpoint's weights; else None."""
-    if not path.is_file():
-        return None
-    weights = [checkpoint / n for n in WEIGHTS_FILES if (checkpoint / n).is_file()]
-    if weights and path.stat().st_mtime < max(w.stat().st_mtime for w in weights):
-        log.info("%s is older than %s: not reused", path, checkpoint)
-        return None
-    with np.load(path, allow_pickle=True) as saved:
-        ids, models, logits = saved["ids"].tolist(), list(saved["models"]), list(saved["logits"])
-    if ids != [r.id for r in records] or any(
-        list(m) != r.models for m, r in zip(models, records, strict=True)
-    ):
-        log.info("%s holds other records than these %d: not reused", path, len(records))
-        return None
-    return [np.asarray(m, dtype=np.float64) for m in logits]
-
-
 @dataclass
 class TopKSettings:
     """Where the fuser's top-K come from (`topk` in config).
@@ -210,8 +190,9 @@ def ranker_rankings(
                   "cache": str(cache), "computed": len(todo)}  # fmt: skip
     if todo:
         npz = checkpoint.parent / "eval" / f"pair_logits_{dataset}_{split}.npz"
-        matrices = saved_matrices(npz, records, checkpoint)
-        if matrices is not None:
+        saved = read_pair_logits(npz, records, checkpoint)
+        if saved is not None:
+            matrices = saved.matrices
             log.info("top-K of %s %s from the ranker's saved matrices %s", dataset, split, npz)
             _append_cache(cache, [{"id": records[k].id, "key": keys[k],
                                    **_ranked(aggregate(matrices[k]))} for k in todo])  # fmt: skip
@@ -262,5 +243,4 @@ __all__ = [
     "random_rankings",
     "rankings_from_scores",
     "ranker_rankings",
-    "saved_matrices",
 ]

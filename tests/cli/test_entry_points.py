@@ -105,3 +105,32 @@ def test_wandb_logger_runs_offline(tmp_path, small_dataset, monkeypatch):
     train_ranker.run(smoke(tmp_path, small_dataset, "logger=wandb", "evaluate_after_training=false"))
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+def test_eval_reuses_the_training_runs_matrices_until_something_changes(tmp_path, small_dataset, monkeypatch):
+    train_ranker.run(smoke(tmp_path, small_dataset))
+    overrides = [f"checkpoint={tmp_path / 'run' / 'best'}", f"data.path={small_dataset}", "data.limit_val=4",
+                 "inference.show_progress=false", "eval.bootstrap_samples=100"]  # fmt: skip
+    first = {
+        r["method"]: r
+        for r in evaluate.run(compose_config("eval", [*overrides, "inference.mixed_precision=no"]))["rows"]
+    }
+
+    import blender.evaluation.evaluate as evaluation
+
+    def no_model_run(*args, **kwargs):
+        raise AssertionError("the saved matrices should have been reused")
+
+    monkeypatch.setattr(evaluation, "full_matrices", no_model_run)
+    again = {
+        r["method"]: r
+        for r in evaluate.run(compose_config("eval", [*overrides, "inference.mixed_precision=no"]))["rows"]
+    }
+    for method in ("PairRanker + max_logits", "PairRanker + bubble"):
+        assert again[method]["top1_oracle"] == first[method]["top1_oracle"]
+        assert again[method]["seconds_per_instruction"] == pytest.approx(
+            first[method]["seconds_per_instruction"]
+        )
+    # Another precision (or other records, or newer weights) runs the model again.
+    with pytest.raises(AssertionError, match="should have been reused"):
+        evaluate.run(compose_config("eval", [*overrides, "inference.mixed_precision=bf16"]))
