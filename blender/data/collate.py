@@ -94,10 +94,14 @@ class PairEncoder:
         self.source_budget = source_max_length - overhead
         self.candidate_budget = candidate_max_length - overhead
 
-    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+    def _tokenize(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
         # split_special_tokens: a literal "[SEP]" or "<|source|>" inside an answer stays plain text, so a
-        # marker appears exactly once per pair and no answer can forge one.
-        return self.tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        # marker appears exactly once per pair and no answer can forge one. max_length: the tokenizer stops
+        # there (None: whole texts, for keeping a tail).
+        return self.tokenizer(
+            list(texts), add_special_tokens=False, split_special_tokens=True,
+            truncation=max_length is not None, max_length=max_length,
+        )["input_ids"]  # fmt: skip
 
     def _cut(self, ids: list[int], budget: int, keep_tail: bool) -> list[int]:
         if len(ids) <= budget:
@@ -109,9 +113,9 @@ class PairEncoder:
 
     def encode_record_texts(self, source: str, candidates: Sequence[str]) -> EncodedTexts:
         """Tokenize one source and its candidates once; pairs are assembled from these ids."""
-        (source_ids,) = self._tokenize([source])
+        (source_ids,) = self._tokenize([source], self.source_budget)
         keep_tail = self.truncation == "head_tail"
-        bodies = self._tokenize(candidates)
+        bodies = self._tokenize(candidates, None if keep_tail else self.candidate_budget)
         if self.length_hint:
             hints = self._tokenize([length_hint_text(text) for text in candidates])
         else:
