@@ -23,6 +23,17 @@ PAIR_SPECIAL_TOKENS = (SOURCE_TOKEN, CANDIDATE1_TOKEN, CANDIDATE2_TOKEN)
 TRUNCATION_SIDES = ("head", "head_tail")
 
 
+def pad_ids(sequences: Sequence[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad id lists into `input_ids` and `attention_mask` tensors of shape [batch, longest]."""
+    longest = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
 def length_hint_text(text: str) -> str:
     """What `length_hint` puts before a candidate: its whole length in whitespace-separated words."""
     return f"({len(text.split())} words)"
@@ -141,10 +152,4 @@ class PairEncoder:
 
     def pad(self, sequences: Sequence[list[int]]) -> dict[str, torch.Tensor]:
         """Right-pad id lists into `input_ids` and `attention_mask` tensors of shape [batch, longest]."""
-        longest = max(len(s) for s in sequences)
-        input_ids = torch.full((len(sequences), longest), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
-        for row, ids in enumerate(sequences):
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, : len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
+        return pad_ids(sequences, self.pad_id)

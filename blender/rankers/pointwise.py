@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from blender.data.collate import EncodedTexts, PairEncoder
+from blender.data.collate import EncodedTexts, PairEncoder, pad_ids
 from blender.data.schema import Record
 from blender.rankers.pairranker import RANKER_CONFIG_FILE, WEIGHTS_FILE, prepare_backbone
 from blender.rankers.predict import InferenceSettings, autocast_context, length_sorted_batches
@@ -239,13 +239,7 @@ class SimCLS(nn.Module):
                               split_special_tokens=True)["input_ids"]  # fmt: skip
 
     def pad(self, sequences: Sequence[list[int]]) -> dict[str, Tensor]:
-        longest = max(len(s) for s in sequences)
-        input_ids = torch.full((len(sequences), longest), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
-        for row, ids in enumerate(sequences):
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, : len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
+        return pad_ids(sequences, self.pad_id)
 
     def embed(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """[batch, hidden] unit-length embeddings."""
