@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,10 +156,15 @@ def read_pair_logits(
     if not weights or path.stat().st_mtime < max(w.stat().st_mtime for w in weights):
         log.info("%s is older than %s (or it has no weights): not reused", path, checkpoint)
         return None
-    with np.load(path, allow_pickle=True) as saved:
-        ids, models, logits = saved["ids"].tolist(), list(saved["models"]), list(saved["logits"])
-        seconds = float(saved["seconds_per_instruction"]) if "seconds_per_instruction" in saved else None
-        precision = str(saved["mixed_precision"]) if "mixed_precision" in saved else None
+    try:
+        with np.load(path, allow_pickle=True) as saved:
+            ids, models, logits = saved["ids"].tolist(), list(saved["models"]), list(saved["logits"])
+            seconds = float(saved["seconds_per_instruction"]) if "seconds_per_instruction" in saved else None
+            precision = str(saved["mixed_precision"]) if "mixed_precision" in saved else None
+    except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        # A cache, not a result: an unreadable one is recomputed (and rewritten), never trusted.
+        log.warning("%s is unreadable (%s): recomputing the matrices", path, error)
+        return None
     if ids != [r.id for r in records] or any(
         list(m) != r.models for m, r in zip(models, records, strict=True)
     ):

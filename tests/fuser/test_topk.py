@@ -79,3 +79,14 @@ def test_torn_cache_line_is_ignored(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text('{"id": "a", "key": "k", "ranking": [0]}\n{"id": "b", "ke')
     assert list(topk_module._read_cache(path)) == ["a"]
+
+
+def test_an_unreadable_saved_matrix_file_is_recomputed_not_trusted(tiny_ranker, tmp_path):
+    from blender.evaluation.report import read_pair_logits
+
+    checkpoint = tmp_path / "run" / "best"
+    tiny_ranker.save(checkpoint)
+    broken = checkpoint.parent / "eval" / "pair_logits_d_val.npz"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"not an npz file")
+    assert read_pair_logits(broken, records(2), checkpoint) is None
