@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -45,7 +46,7 @@ from blender.fuser.model import GenerationSettings, GenFuser
 from blender.fuser.topk import rankings_from_scores
 from blender.metrics.base import build_metrics
 from blender.metrics.judge import PairwiseJudge
-from blender.metrics.scoring import score_split
+from blender.metrics.scoring import read_scored, score_split
 from blender.rankers.loading import Ranker, load_ranker
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,11 @@ def report_fused(
             gpt_ranks = judge_fused(records, texts, judge)
     fused = FusedAnswers(fused_row_name(k, selection), texts, gpt_ranks)
     title = f"{data.name} {split}: {fused.row_name} ({fuser_checkpoint})"
-    report = write_paper_tables(cfg, records, rankers, title, train, split, output_dir, fused)
+    # Candidates scored by `make train-fuser` beside the fuser: `make eval` reads them instead of scoring again.
+    scored_beside_fuser = Path(fuser_checkpoint).parent / "eval" / f"scored_{data.name}_{split}.jsonl"
+    report = write_paper_tables(
+        cfg, records, rankers, title, train, split, output_dir, fused, [scored_beside_fuser]
+    )
     return {"answers": str(answers_file), "row": fused.row_name, "paper_tables": report}
 
 
@@ -184,9 +189,11 @@ def write_paper_tables(
     split: str,
     output_dir: Path,
     fused: FusedAnswers | None = None,
+    scored_elsewhere: Sequence[Path] = (),
 ) -> dict | None:
     """Table 2 / Table 3 next to the ranking table, when the eval split's candidates carry reference metrics;
-    with `fused`, its answers are scored by `cfg.metrics` and get their Table 2 row."""
+    with `fused`, its answers are scored by `cfg.metrics` and get their Table 2 row. Candidates without
+    `make score` output are scored here, unless one of `scored_elsewhere` already holds them scored."""
     data, tables = cfg.data, to_dict(cfg.tables)
     scored = scored_records(cfg, records, split)
     extra_outputs, metric_keys = None, tables["metrics"]
@@ -195,7 +202,10 @@ def write_paper_tables(
         metric_keys = [m for m in metric_keys if m in metrics]
         if not available_metrics(scored, metric_keys):
             # No `make score` output for this split: score its candidates here too (cached beside the report).
-            scored = score_split(scored, metrics, output_dir / f"scored_{data.name}_{split}.jsonl")
+            here = output_dir / f"scored_{data.name}_{split}.jsonl"
+            scored = read_scored(scored_elsewhere, scored, list(metrics)) or score_split(
+                scored, metrics, here
+            )
         scored = fused.attach(scored, metrics)
         extra_outputs = {fused.row_name: FUSED_FIELD}
     if not available_metrics(scored, metric_keys):

@@ -176,6 +176,26 @@ def check_scored(
             raise ScoringError(f"record {record.id!r}: no score for {missing[:5]}")
 
 
+def read_scored(
+    paths: Sequence[str | os.PathLike], records: Sequence[Record], metric_names: Sequence[str]
+) -> list[Record] | None:
+    """The first of `paths` that holds `records` completely scored by `metric_names` (a finished `score_split`
+    output, e.g. the one `make train-fuser` wrote beside its fuser), else None. A file that is missing,
+    unfinished, unreadable or about other records is passed over, never an error: the caller scores anew."""
+    for path in map(Path, paths):
+        if not path.is_file() or journal_path(path).exists():
+            continue
+        try:
+            existing = read_jsonl(path)
+            check_scored(existing, records, metric_names)
+        except (RecordError, ScoringError) as error:
+            log.info("%s: not reusable here (%s)", path, error)
+            continue
+        log.info("reusing the scores in %s", path)
+        return existing
+    return None
+
+
 def score_split(
     records: Sequence[Record],
     metrics: Mapping[str, ReferenceMetric],

@@ -31,6 +31,8 @@ def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_
     assert (
         len((tmp_path / "run" / "eval" / "fused_alpaca_blend_modern_val.jsonl").read_text().splitlines()) == 4
     )
+    # The small data carries no reference metrics: train-fuser scored the candidates beside its run.
+    assert (tmp_path / "run" / "eval" / "scored_alpaca_blend_modern_val.jsonl").is_file()
 
     cfg = compose_config("eval", [f"checkpoint={ranker_dir}", f"fuser_checkpoint={tmp_path / 'run' / 'best'}",
                                   f"data.path={small_dataset}", "data.limit_val=4", *FAST])  # fmt: skip
@@ -39,6 +41,8 @@ def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_
     assert again["PairRanker (K=3) + GenFuser"]["rougeL"] == pytest.approx(fused["rougeL"])
     # Same ranker, same top-K, same fuser: make eval read the answers train-fuser wrote instead of generating.
     assert not (ranker_dir.parent / "eval" / "fused_alpaca_blend_modern_val.jsonl").exists()
+    # ... and the candidates' scores it wrote instead of scoring them again.
+    assert not (ranker_dir.parent / "eval" / "scored_alpaca_blend_modern_val.jsonl").exists()
 
 
 def test_random_k_ablation_needs_no_ranker(tmp_path, small_dataset, one_thread):

@@ -16,7 +16,7 @@ import sacrebleu
 from blender.cli import score
 from blender.data import parse_record, read_jsonl
 from blender.metrics import BLEU, ROUGE, MetricLoadError
-from blender.metrics.scoring import ScoringError, check_scored, journal_path, score_split
+from blender.metrics.scoring import ScoringError, check_scored, journal_path, read_scored, score_split
 from tests.conftest import REPO, compose_config, make_raw_record, write_jsonl
 from tests.metrics.slow_metric import WordCount
 
@@ -66,6 +66,22 @@ def test_a_finished_output_is_not_scored_again(tmp_path):
     WordCount.texts_scored = []
     again = score_split(records, lexical(), tmp_path / "val.jsonl", show_progress=False)
     assert WordCount.texts_scored == [] and len(again) == 3
+
+
+def test_read_scored_takes_the_first_finished_output_of_the_same_records(tmp_path):
+    records = make_records(3)
+    done = tmp_path / "done" / "val.jsonl"
+    score_split(records, lexical(), done, show_progress=False)
+    torn = tmp_path / "torn.jsonl"
+    torn.write_text('{"id": "not json')
+    other = tmp_path / "other" / "val.jsonl"
+    score_split(make_records(2), lexical(), other, show_progress=False)
+    candidates = [tmp_path / "missing.jsonl", torn, other, done]
+    assert [r.to_dict() for r in read_scored(candidates, records, ["bleu"])] == [
+        r.to_dict() for r in read_jsonl(done)
+    ]
+    assert read_scored(candidates, records, ["bleu", "bertscore"]) is None  # a metric nobody scored
+    assert read_scored(candidates[:3], records, ["bleu"]) is None
 
 
 def test_extra_outputs_are_scored_too(tmp_path):
