@@ -38,7 +38,7 @@ def make_tiny_encoder(vocab_size: int, seed: int = 0) -> BertModel:
 
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=128, hidden_dropout_prob=0.0,
+                        intermediate_size=32, max_position_embeddings=384, hidden_dropout_prob=0.0,
                         attention_probs_dropout_prob=0.0)  # fmt: skip
     return BertModel(config)
 

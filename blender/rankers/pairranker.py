@@ -27,6 +27,17 @@ RANKER_CONFIG_FILE = "ranker_config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
+def position_limit(config) -> int | None:
+    """The longest input a backbone's absolute position embeddings cover; None when positions are relative
+    (DeBERTa-v2/v3 with `position_biased_input=False`) or the config does not say."""
+    if getattr(config, "position_biased_input", True) is False:
+        return None
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is not None and config.model_type in ("roberta", "xlm-roberta", "camembert"):
+        limit -= config.pad_token_id + 1  # RoBERTa's positions start after the padding index
+    return limit
+
+
 def prepare_backbone(backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
     """Add the source/candidate markers to the tokenizer and the backbone's embeddings, and drop its pooler."""
     if add_pair_tokens(tokenizer):
@@ -76,6 +87,14 @@ class PairRanker(nn.Module):
         self.encoder = PairEncoder(
             tokenizer, source_max_length, candidate_max_length, truncation, length_hint
         )
+        limit, needed = position_limit(backbone.config), source_max_length + 2 * candidate_max_length
+        if limit is not None and needed > limit:
+            # Caught here, not as a shape error deep in the first forward pass.
+            raise ValueError(
+                f"source_max_length + 2 × candidate_max_length = {source_max_length} + 2 × {candidate_max_length} "
+                f"= {needed} tokens, but the backbone ({backbone.config.model_type}) has {limit} positions: "
+                f"lower the budgets (e.g. ranker.candidate_max_length={(limit - source_max_length) // 2})"
+            )
         hidden = backbone.config.hidden_size
         self.head = nn.Sequential(
             nn.Dropout(dropout),

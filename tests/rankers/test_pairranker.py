@@ -94,3 +94,15 @@ def test_length_hint_is_saved_with_the_checkpoint(tmp_path):
     ranker = PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], length_hint=True)
     ranker.save(tmp_path / "ckpt")
     assert PairRanker.load(tmp_path / "ckpt").encoder.length_hint is True
+
+
+def test_budgets_longer_than_the_backbones_positions_fail_at_construction():
+    tokenizer = (
+        make_tiny_tokenizer()
+    )  # the tiny encoder has 384 positions: 128 + 2 × 128 fits, 64 + 2 × 256 not
+    with pytest.raises(
+        ValueError, match=r"64 \+ 2 × 256 = 576 tokens, but the backbone \(bert\) has 384 positions"
+    ):
+        PairRanker(
+            make_tiny_encoder(len(tokenizer)), tokenizer, source_max_length=64, candidate_max_length=256
+        )
