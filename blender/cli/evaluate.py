@@ -202,9 +202,8 @@ def write_paper_tables(
         metric_keys = [m for m in metric_keys if m in metrics]
         if not available_metrics(scored, metric_keys):
             # No `make score` output for this split: score its candidates here too (cached beside the report).
-            here = output_dir / f"scored_{data.name}_{split}.jsonl"
             scored = read_scored(scored_elsewhere, scored, list(metrics)) or score_split(
-                scored, metrics, here
+                scored, metrics, output_dir / f"scored_{data.name}_{split}.jsonl"
             )
         scored = fused.attach(scored, metrics)
         extra_outputs = {fused.row_name: FUSED_FIELD}
