@@ -9,6 +9,8 @@ from blender.aggregation import (
     get_aggregation,
     max_logits,
     max_wins,
+    one_order_matrix,
+    pair_orders,
 )
 
 
@@ -70,3 +72,29 @@ def test_forward_passes():
 def test_unknown_aggregation_lists_choices():
     with pytest.raises(KeyError, match="bubble.*max_logits.*max_wins"):
         get_aggregation("borda")
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 11, 12])
+def test_one_order_covers_each_pair_once_balanced_by_position(n):
+    passes = pair_orders(n, "one")
+    assert len(passes) == n * (n - 1) // 2 == len({frozenset(p) for p in passes})
+    firsts = [sum(1 for i, _ in passes if i == c) for c in range(n)]
+    assert max(firsts) - min(firsts) == (0 if n % 2 else 1)
+    assert len(pair_orders(n, "both")) == n * (n - 1)
+
+
+def test_one_order_docstring_example_and_unknown_orders():
+    assert pair_orders(3, "one") == [(0, 1), (1, 2), (2, 0)]
+    with pytest.raises(ValueError, match="choose both"):
+        pair_orders(3, "all")
+
+
+def test_one_order_matrix_cancels_a_position_bias():
+    """A ranker that adds +1 to whoever goes first: both orders cancel it, and so does the balanced half."""
+    values = [0.0, 3.0, 1.0, 2.0, 0.5]
+    biased = consistent_matrix(values) + 1.0
+    np.fill_diagonal(biased, 0)
+    half = one_order_matrix(biased)
+    np.testing.assert_allclose(half, -half.T)
+    np.testing.assert_allclose(max_logits(half), max_logits(biased))
+    assert np.argmax(max_logits(half)) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     topk = TopKSettings(**to_dict(cfg.topk))
     inference = inference_settings(cfg.inference)
     train_rankings, train_source = ranker_rankings(train, data.train_split, data.name, topk, inference)
-    val_rankings, val_source = ranker_rankings(val, data.val_split, data.name, topk, inference)
+    # `topk.pair_orders` may halve the train split's cost; val and eval are ranked on the full matrix, as
+    # `make eval` and inference rank them, so the fused row reads the same top-K everywhere.
+    full = replace(topk, pair_orders="both")
+    val_rankings, val_source = ranker_rankings(val, data.val_split, data.name, full, inference)
     log.info("top-K (K=%d, %s): train %s, val %s", topk.k, topk.selection, train_source.get("source"),
              val_source.get("source"))  # fmt: skip
     fuser: GenFuser = instantiate(cfg.fuser, _convert_="all")
@@ -52,7 +56,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             records, rankings, source = val, val_rankings, val_source
         else:
             records = load_split(data, data.eval_split, data.limit_val)
-            rankings, source = ranker_rankings(records, data.eval_split, data.name, topk, inference)
+            rankings, source = ranker_rankings(records, data.eval_split, data.name, full, inference)
         best = GenFuser.load(output_dir / "best", GenerationSettings(**to_dict(cfg.fuser.generation)))
         rankers = []
         if topk.selection == "ranker" and all(s is not None for s in source["scores"]):

@@ -4,6 +4,9 @@ GenFuser reads the K candidates a trained PairRanker ranks highest (PAPER.md §4
 MaxLogits, `get_topk_candidates_from_ranks`). The full matrix costs N(N−1) forward passes per instruction
 (110 for N = 11), so the whole ranking of every split is stored (best first) and any K reads it; a ranker's
 saved evaluation matrices (`<run>/eval/pair_logits_<data>_<split>.npz`) are reused when they match.
+`pair_orders="one"` halves the cost of a split with no saved matrices (one balanced order of each pair, the
+other read as its negation); on alpaca_blend_modern val its MaxLogits picks score as well as the full
+matrix's (docs/results/fuser.md).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blender.aggregation import get_aggregation
+from blender.aggregation import get_aggregation, pair_orders
 from blender.data.schema import Record
 from blender.evaluation.report import WEIGHTS_FILES, read_pair_logits
 
@@ -135,6 +138,10 @@ class TopKSettings:
         ranker_checkpoint: the ranker folder; None: the newest `<ranker_runs_dir>/*/best`.
         ranker_runs_dir: where `make train-ranker` writes its runs.
         aggregation: how the N×N matrix becomes a ranking (paper: max_logits).
+        pair_orders: how a matrix is computed when no saved one exists: "both" (the paper: N(N−1) passes per
+            instruction) or "one" (a balanced half, `blender.aggregation.pair_orders`). A ranker evaluation's
+            saved full matrices are used whole either way. `make train-fuser` asks "one" of the train split
+            only, when configured so.
         cache_dir: where the rankings are cached.
         seed: the random ablation's seed.
         chunk_records: instructions ranked between two cache appends (what a kill can lose).
@@ -145,6 +152,7 @@ class TopKSettings:
     ranker_checkpoint: str | None = None
     ranker_runs_dir: str = "outputs/train_ranker"
     aggregation: str = "max_logits"
+    pair_orders: str = "both"
     cache_dir: str = "outputs/fuser_topk"
     seed: int = 0
     chunk_records: int = 20
@@ -170,14 +178,15 @@ def ranker_rankings(
         settings: where the ranking comes from.
         inference: `InferenceSettings` for computing the full matrix.
     Returns:
-        (rankings, provenance): provenance {"selection", "ranker_checkpoint", "cache", "computed", "seconds",
-        "scores"} with "scores" the aggregated scores per record (None for rows cached without them).
+        (rankings, provenance): provenance {"selection", "ranker_checkpoint", "pair_orders", "cache", "computed",
+        "seconds", "scores"} with "scores" the aggregated scores per record (None for rows cached without them).
     """
     if settings.selection == "random":
         return random_rankings(records, settings.seed), {"selection": "random", "seed": settings.seed}
     if settings.selection != "ranker":
         raise ValueError(f"topk.selection={settings.selection!r}; choose ranker or random")
     aggregate = get_aggregation(settings.aggregation)
+    pair_orders(2, settings.pair_orders)  # an unknown value fails here, before any work
     checkpoint = find_ranker_checkpoint(settings.ranker_checkpoint, settings.ranker_runs_dir)
     cache = (
         Path(settings.cache_dir) / f"{dataset}_{split}_{_ranker_key(checkpoint, settings.aggregation)}.jsonl"
@@ -185,7 +194,11 @@ def ranker_rankings(
     started = time.perf_counter()
     cached = _read_cache(cache)
     keys = [_record_key(r) for r in records]
-    todo = [k for k, r in enumerate(records) if cached.get(r.id, {}).get("key") != keys[k]]
+    # A row from both orders serves any request; a one-order row only a one-order request (rows written before
+    # the setting existed are full matrices).
+    usable = {"both"} | {settings.pair_orders}
+    todo = [k for k, r in enumerate(records) if cached.get(r.id, {}).get("key") != keys[k]
+            or cached[r.id].get("pair_orders", "both") not in usable]  # fmt: skip
     provenance = {"selection": "ranker", "ranker_checkpoint": str(checkpoint), "aggregation": settings.aggregation,
                   "cache": str(cache), "computed": len(todo)}  # fmt: skip
     if todo:
@@ -194,7 +207,7 @@ def ranker_rankings(
         if saved is not None:
             matrices = saved.matrices
             log.info("top-K of %s %s from the ranker's saved matrices %s", dataset, split, npz)
-            _append_cache(cache, [{"id": records[k].id, "key": keys[k],
+            _append_cache(cache, [{"id": records[k].id, "key": keys[k], "pair_orders": "both",
                                    **_ranked(aggregate(matrices[k]))} for k in todo])  # fmt: skip
             provenance["source"] = str(npz)
         else:
@@ -205,6 +218,7 @@ def ranker_rankings(
         log.info("top-K of %s %s from the cache %s", dataset, split, cache)
     provenance["seconds"] = time.perf_counter() - started
     provenance["scores"] = [cached[r.id].get("scores") for r in records]
+    provenance["pair_orders"] = sorted({cached[r.id].get("pair_orders", "both") for r in records})
     return [cached[r.id]["ranking"] for r in records], provenance
 
 
@@ -222,16 +236,16 @@ def _rank_in_chunks(
     from blender.rankers.predict import InferenceSettings, full_matrices
 
     inference = inference or InferenceSettings()
-    log.info("ranking %d %s instructions with %s (full matrix, %d passes each) for the fuser's top-K; cached "
-             "in %s", len(todo), cache.stem, checkpoint, len(records[todo[0]].candidates) ** 2 - len(
-                 records[todo[0]].candidates), cache)  # fmt: skip
+    passes = len(pair_orders(len(records[todo[0]].candidates), settings.pair_orders))
+    log.info("ranking %d %s instructions with %s (%s order(s) of each pair, %d passes each) for the fuser's "
+             "top-K; cached in %s", len(todo), cache.stem, checkpoint, settings.pair_orders, passes, cache)  # fmt: skip
     ranker = PairRanker.load(checkpoint)
     for start in range(0, len(todo), settings.chunk_records):
         chunk = list(todo[start : start + settings.chunk_records])
         began = time.perf_counter()
-        matrices = full_matrices(ranker, [records[k] for k in chunk], inference)
-        _append_cache(cache, [{"id": records[k].id, "key": keys[k], **_ranked(aggregate(m))}
-                              for k, m in zip(chunk, matrices, strict=True)])  # fmt: skip
+        matrices = full_matrices(ranker, [records[k] for k in chunk], inference, settings.pair_orders)
+        _append_cache(cache, [{"id": records[k].id, "key": keys[k], "pair_orders": settings.pair_orders,
+                               **_ranked(aggregate(m))} for k, m in zip(chunk, matrices, strict=True)])  # fmt: skip
         log.info("top-K: %d/%d instructions ranked (%.1f s per instruction)", start + len(chunk), len(todo),
                  (time.perf_counter() - began) / len(chunk))  # fmt: skip
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from blender.aggregation import bubble_runs
+from blender.aggregation import bubble_runs, one_order_matrix, pair_orders
 from blender.data.collate import EncodedTexts
 from blender.data.schema import Record
 from blender.rankers.pairranker import PairRanker
@@ -113,21 +113,28 @@ def score_pairs(
 
 
 def full_matrices(
-    ranker: PairRanker, records: Sequence[Record], settings: InferenceSettings | None = None
+    ranker: PairRanker,
+    records: Sequence[Record],
+    settings: InferenceSettings | None = None,
+    orders: str = "both",
 ) -> list[np.ndarray]:
-    """The full N×N logit matrix of every record: both orders of every pair, N(N−1) forward passes each.
+    """The N×N logit matrix of every record.
 
+    Args:
+        orders: "both" runs both orders of every pair, N(N−1) forward passes (the paper); "one" runs one
+            balanced order of each pair (`blender.aggregation.pair_orders`), half the passes, and fills the
+            other as its negation (`one_order_matrix`).
     Returns:
         Per record, [n, n] with M[i, j] the logit of (i as candidate1, j as candidate2) and M[i, i] = 0.
     """
     encoded = encode_records(ranker, records)
-    triples = [(e, i, j) for e, r in enumerate(records) for i in range(len(r.candidates))
-               for j in range(len(r.candidates)) if i != j]  # fmt: skip
+    passes = {n: pair_orders(n, orders) for n in {len(r.candidates) for r in records}}
+    triples = [(e, i, j) for e, r in enumerate(records) for i, j in passes[len(r.candidates)]]
     logits = score_pairs(ranker, encoded, triples, settings, description="full matrix")
     matrices = [np.zeros((len(r.candidates), len(r.candidates))) for r in records]
     for (e, i, j), value in zip(triples, logits, strict=True):
         matrices[e][i, j] = value
-    return matrices
+    return matrices if orders == "both" else [one_order_matrix(m) for m in matrices]
 
 
 def bubble_scores_online(

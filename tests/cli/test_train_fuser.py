@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from blender.cli import evaluate, train_fuser
@@ -31,6 +33,10 @@ def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_
     assert (
         len((tmp_path / "run" / "eval" / "fused_alpaca_blend_modern_val.jsonl").read_text().splitlines()) == 4
     )
+    # The train split ranked on one order of each pair (the offline default), val on the full matrix.
+    orders = {f.name.split("_")[-2]: {json.loads(line)["pair_orders"] for line in f.read_text().splitlines()}
+              for f in (tmp_path / "topk").glob("*.jsonl")}  # fmt: skip
+    assert orders == {"train": {"one"}, "val": {"both"}}
     # The small data carries no reference metrics: train-fuser scored the candidates beside its run.
     assert (tmp_path / "run" / "eval" / "scored_alpaca_blend_modern_val.jsonl").is_file()
 

@@ -90,3 +90,40 @@ def test_an_unreadable_saved_matrix_file_is_recomputed_not_trusted(tiny_ranker, 
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"not an npz file")
     assert read_pair_logits(broken, records(2), checkpoint) is None
+
+
+def test_one_order_computes_half_the_passes_and_saved_full_matrices_serve_it(
+    tiny_ranker, tmp_path, monkeypatch
+):
+    import blender.rankers.predict as predict
+
+    checkpoint = tmp_path / "run" / "best"
+    tiny_ranker.save(checkpoint)
+    recs = records(2)
+    one = TopKSettings(
+        ranker_checkpoint=str(checkpoint), cache_dir=str(tmp_path / "cache"), pair_orders="one"
+    )
+    both = TopKSettings(ranker_checkpoint=str(checkpoint), cache_dir=str(tmp_path / "cache"))
+    passes = []
+    score = predict.score_pairs
+    monkeypatch.setattr(predict, "score_pairs", lambda r, e, triples, *a, **k: passes.append(len(triples))
+                        or score(r, e, triples, *a, **k))  # fmt: skip
+    _, source = ranker_rankings(recs, "train", "d", one, QUIET)
+    assert passes == [2 * 6] and source["pair_orders"] == ["one"]  # 4 candidates: 6 of the 12 ordered pairs
+    ranker_rankings(recs, "train", "d", one, QUIET)
+    assert passes == [12]  # cached
+    _, source = ranker_rankings(recs, "train", "d", both, QUIET)
+    assert passes == [12, 2 * 12] and source["pair_orders"] == [
+        "both"
+    ]  # a one-order row does not serve "both"
+
+    # The eval split's saved full matrix is used whole, so the fuser sees the top-K `make eval` ranks.
+    matrix = np.zeros((4, 4))
+    matrix[0, 3] = 5.0  # candidate 0 wins big in an order the balanced half does not run ((3, 0) is)
+    matrix[1, 2] = 1.0
+    write_pair_logits(checkpoint.parent / "eval" / "pair_logits_d_val.npz", [recs[0].id], [recs[0].models],
+                      [matrix])  # fmt: skip
+    (ranking,), source = ranker_rankings(recs[:1], "val", "d", one)
+    assert ranking[0] == 0 and source["pair_orders"] == ["both"] and len(passes) == 2
+    with pytest.raises(ValueError, match="pair orders"):
+        ranker_rankings(recs, "val", "d", TopKSettings(ranker_checkpoint=str(checkpoint), pair_orders="half"))

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from blender.aggregation import pair_orders
 from blender.data import parse_record
 from blender.rankers import PairRanker, encode_records, full_matrices, score_pairs
 from blender.rankers.predict import InferenceSettings, length_sorted_batches
@@ -63,6 +64,24 @@ def test_scores_do_not_depend_on_batching_or_order(tiny_ranker):
     together = full_matrices(tiny_ranker, records, InferenceSettings(show_progress=False))[2]
     np.testing.assert_allclose(alone, together, atol=1e-5)
     assert np.all(np.diag(together) == 0)
+
+
+def test_one_order_runs_half_the_passes_and_keeps_their_logits(tiny_ranker, monkeypatch):
+    import blender.rankers.predict as predict
+
+    records = [parse_record(make_raw_record(k), "t") for k in range(2)]
+    settings = InferenceSettings(show_progress=False)
+    both = full_matrices(tiny_ranker, records, settings)
+    counted = []
+    score = predict.score_pairs
+    monkeypatch.setattr(predict, "score_pairs", lambda r, e, triples, *a, **k: counted.append(len(triples))
+                        or score(r, e, triples, *a, **k))  # fmt: skip
+    one = full_matrices(tiny_ranker, records, settings, orders="one")
+    n = len(records[0].candidates)
+    assert counted == [len(records) * n * (n - 1) // 2]
+    for full, half in zip(both, one, strict=True):
+        for i, j in pair_orders(n, "one"):
+            assert half[i, j] == pytest.approx(full[i, j], abs=1e-5) and half[j, i] == -half[i, j]
 
 
 def test_length_sorted_batches_respect_the_token_budget():
