@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from accelerate.utils import set_seed
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -45,6 +46,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     sampling = ranker_cfg.pop("sampling", None)
     inference = inference_settings(cfg.inference)
     output_dir = Path(cfg.output_dir)
+    # Seeded before the model is built: the head and the new marker embeddings start from random weights, and
+    # drawn from an unseeded process they made two runs of one config differ by as much as the recipes did.
+    set_seed(cfg.trainer.seed)
     if kind == "mlm_scoring":
         log.info("MLM-Scoring is unsupervised: nothing to train; scoring with the masked LM as it is")
         # The backbone group names the masked LM; `config` would clash with instantiate's own argument.

@@ -134,3 +134,21 @@ def test_eval_reuses_the_training_runs_matrices_until_something_changes(tmp_path
     # Another precision (or other records, or newer weights) runs the model again.
     with pytest.raises(AssertionError, match="should have been reused"):
         evaluate.run(compose_config("eval", [*overrides, "inference.mixed_precision=bf16"]))
+
+
+def test_the_seed_fixes_the_initial_weights_too(tmp_path, small_dataset):
+    """Two runs of one config end with the same weights: the head and the marker embeddings are drawn after
+    seeding, not from whatever state the process was in (a different seed gives other weights)."""
+    import torch
+    from safetensors.torch import load_file
+
+    def final_weights(name, *extra):
+        torch.manual_seed(len(name))  # a process state the run must not depend on
+        cfg = smoke(tmp_path / name, small_dataset, "evaluate_after_training=false", *extra)
+        train_ranker.run(cfg)
+        (weights,) = (tmp_path / name / "run" / "best").glob("*.safetensors")
+        return load_file(weights)
+
+    first, again, other = final_weights("a"), final_weights("bb"), final_weights("c", "trainer.seed=7")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
