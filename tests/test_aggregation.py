@@ -75,8 +75,9 @@ def test_unknown_aggregation_lists_choices():
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 11, 12])
-def test_one_order_covers_each_pair_once_balanced_by_position(n):
-    passes = pair_orders(n, "one")
+@pytest.mark.parametrize("seed", [None, 0, 1])
+def test_one_order_covers_each_pair_once_balanced_by_position(n, seed):
+    passes = pair_orders(n, "one", seed)
     assert len(passes) == n * (n - 1) // 2 == len({frozenset(p) for p in passes})
     firsts = [sum(1 for i, _ in passes if i == c) for c in range(n)]
     assert max(firsts) - min(firsts) == (0 if n % 2 else 1)
@@ -94,7 +95,15 @@ def test_one_order_matrix_cancels_a_position_bias():
     values = [0.0, 3.0, 1.0, 2.0, 0.5]
     biased = consistent_matrix(values) + 1.0
     np.fill_diagonal(biased, 0)
-    half = one_order_matrix(biased)
-    np.testing.assert_allclose(half, -half.T)
-    np.testing.assert_allclose(max_logits(half), max_logits(biased))
-    assert np.argmax(max_logits(half)) == 1
+    for seed in (None, 0, 1):
+        half = one_order_matrix(biased, seed)
+        np.testing.assert_allclose(half, -half.T)
+        np.testing.assert_allclose(max_logits(half), max_logits(biased))
+        assert np.argmax(max_logits(half)) == 1
+
+
+def test_the_seed_shuffles_which_candidate_goes_first():
+    """Without a shuffle candidate 0 goes first against 1..5 in every instruction, whichever model sits there."""
+    orientations = {frozenset(pair_orders(11, "one", seed)) for seed in range(5)}
+    assert len(orientations) == 5
+    assert pair_orders(11, "one", 3) == pair_orders(11, "one", 3)

@@ -4,9 +4,9 @@ GenFuser reads the K candidates a trained PairRanker ranks highest (PAPER.md §4
 MaxLogits, `get_topk_candidates_from_ranks`). The full matrix costs N(N−1) forward passes per instruction
 (110 for N = 11), so the whole ranking of every split is stored (best first) and any K reads it; a ranker's
 saved evaluation matrices (`<run>/eval/pair_logits_<data>_<split>.npz`) are reused when they match.
-`pair_orders="one"` halves the cost of a split with no saved matrices (one balanced order of each pair, the
-other read as its negation); on alpaca_blend_modern val its MaxLogits picks score as well as the full
-matrix's (docs/results/fuser.md).
+`pair_orders="one"` halves the cost of a split with no saved matrices (one order of each pair, balanced and
+shuffled per instruction, the other read as its negation); on alpaca_blend_modern val its MaxLogits picks
+score as well as the full matrix's on average (docs/results/fuser.md).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ on the batch it lands in.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,19 +123,31 @@ def full_matrices(
 
     Args:
         orders: "both" runs both orders of every pair, N(N−1) forward passes (the paper); "one" runs one
-            balanced order of each pair (`blender.aggregation.pair_orders`), half the passes, and fills the
-            other as its negation (`one_order_matrix`).
+            balanced order of each pair (`blender.aggregation.pair_orders`), half the passes, shuffled per
+            record by a seed from its id (so the same record always gets the same passes), and fills the
+            other order as its negation (`one_order_matrix`).
     Returns:
         Per record, [n, n] with M[i, j] the logit of (i as candidate1, j as candidate2) and M[i, i] = 0.
     """
     encoded = encode_records(ranker, records)
-    passes = {n: pair_orders(n, orders) for n in {len(r.candidates) for r in records}}
-    triples = [(e, i, j) for e, r in enumerate(records) for i, j in passes[len(r.candidates)]]
+    seeds = [orientation_seed(r.id) if orders == "one" else None for r in records]
+    triples = [
+        (e, i, j) for e, r in enumerate(records) for i, j in pair_orders(len(r.candidates), orders, seeds[e])
+    ]
     logits = score_pairs(ranker, encoded, triples, settings, description="full matrix")
     matrices = [np.zeros((len(r.candidates), len(r.candidates))) for r in records]
     for (e, i, j), value in zip(triples, logits, strict=True):
         matrices[e][i, j] = value
-    return matrices if orders == "both" else [one_order_matrix(m) for m in matrices]
+    return (
+        matrices
+        if orders == "both"
+        else [one_order_matrix(m, seed) for m, seed in zip(matrices, seeds, strict=True)]
+    )
+
+
+def orientation_seed(record_id: str) -> int:
+    """A record's own seed for shuffling its one-order passes: fixed by its id, independent of the batch."""
+    return int.from_bytes(hashlib.sha256(record_id.encode()).digest()[:8], "little")
 
 
 def bubble_scores_online(
