@@ -43,9 +43,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     val_rankings, val_source = ranker_rankings(val, data.val_split, data.name, full, inference)
     log.info("top-K (K=%d, %s): train %s, val %s", topk.k, topk.selection, train_source.get("source"),
              val_source.get("source"))  # fmt: skip
-    set_seed(
-        cfg.trainer.seed
-    )  # before the model: its new weights (cross-attention, a random config) are drawn here
+    # Before the model: its new weights (cross-attention, or all of a random config) are drawn here.
+    set_seed(cfg.trainer.seed)
     fuser: GenFuser = instantiate(cfg.fuser, _convert_="all")
     output_dir = Path(cfg.output_dir)
     summary = train_fuser(

@@ -157,6 +157,11 @@ class TopKSettings:
     seed: int = 0
     chunk_records: int = 20
 
+    def __post_init__(self) -> None:
+        if self.pair_orders not in ("both", "one"):  # caught with the config, before any work
+            raise ValueError(f"topk.pair_orders={self.pair_orders!r}: pair orders are both (N(N-1) passes, the "
+                             "paper) or one (half of them)")  # fmt: skip
+
 
 def ranker_rankings(
     records: Sequence[Record],
@@ -186,7 +191,6 @@ def ranker_rankings(
     if settings.selection != "ranker":
         raise ValueError(f"topk.selection={settings.selection!r}; choose ranker or random")
     aggregate = get_aggregation(settings.aggregation)
-    pair_orders(2, settings.pair_orders)  # an unknown value fails here, before any work
     checkpoint = find_ranker_checkpoint(settings.ranker_checkpoint, settings.ranker_runs_dir)
     cache = (
         Path(settings.cache_dir) / f"{dataset}_{split}_{_ranker_key(checkpoint, settings.aggregation)}.jsonl"
