@@ -124,7 +124,8 @@ def sample_pairs(
         weighting: "uniform" (the original: every pair alike) or "top": draw a pair with probability
             ∝ 1 / (rank of its better candidate by the first task's signal), so pairs that decide the top of
             the ranking (the candidates a top-1 pick chooses between) are drawn more often than pairs of two
-            weak answers.
+            weak answers. "contested": ∝ 1 / (rank of its weaker candidate), so pairs of two strong answers
+            (which a top-1 pick must tell apart) are drawn more often than a strong answer against a weak one.
     Returns:
         The pairs, record by record; each pair's order is random (p = 0.5), as in the original.
     """
@@ -136,9 +137,10 @@ def sample_pairs(
             candidates = [(i, j) for i, j in candidates if any(pair_targets(signal, i, j, min_delta))]
         if weighting == "uniform":
             order = rng.permutation(len(candidates))[:pairs_per_example]
-        elif weighting == "top":
+        elif weighting in ("top", "contested"):
             ranks = rankdata(-signal[:, 0], method="min")
-            weights = np.array([1.0 / min(ranks[i], ranks[j]) for i, j in candidates])
+            deciding_rank = min if weighting == "top" else max
+            weights = np.array([1.0 / deciding_rank(ranks[i], ranks[j]) for i, j in candidates])
             take = min(pairs_per_example, len(candidates))
             order = (
                 rng.choice(len(candidates), size=take, replace=False, p=weights / weights.sum())
@@ -146,7 +148,7 @@ def sample_pairs(
                 else []
             )
         else:
-            raise ValueError(f"pair weighting {weighting!r}; choose uniform or top")
+            raise ValueError(f"pair weighting {weighting!r}; choose uniform, top or contested")
         for k in order:
             i, j = candidates[k]
             if rng.random() < 0.5:

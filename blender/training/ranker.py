@@ -38,7 +38,8 @@ class PairSampling:
         min_delta: signal differences at or below this are ties (no loss); or {signal: threshold} (see
             `per_signal`), since signals trained on together live on different scales.
         skip_ties: do not spend forward passes on pairs tied on every task.
-        weighting: "uniform" (paper) or "top" (favour pairs that involve the instruction's best answers).
+        weighting: "uniform" (paper), "top" (favour pairs that involve the instruction's best answers) or
+            "contested" (favour pairs of two strong answers).
     """
 
     pairs_per_example: int = 5

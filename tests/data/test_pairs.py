@@ -66,8 +66,17 @@ def test_top_weighting_favours_pairs_with_the_best_answers():
     assert all(
         len({frozenset((p.first, p.second)) for p in top[k : k + 3]}) == 3 for k in range(0, len(top), 3)
     )
-    with pytest.raises(ValueError, match="choose uniform or top"):
+    with pytest.raises(ValueError, match="choose uniform, top or contested"):
         sample_pairs(signals, 3, np.random.default_rng(0), weighting="hard")
+
+
+def test_contested_weighting_favours_pairs_of_two_strong_answers():
+    # Under "contested" a pair's weight is 1 / rank of its weaker member: the three pairs among ranks 1-3
+    # weigh 1/2 + 1/3 + 1/3 of a total (1/2 + 2/3 + 3/4 + 4/5 + 5/6), 0.329, against 3 of 15 pairs uniformly.
+    signals = [np.arange(6, dtype=float)[::-1, None] for _ in range(3000)]
+    drawn = sample_pairs(signals, 1, np.random.default_rng(0), weighting="contested")
+    share_both_strong = np.mean([max(p.first, p.second) <= 2 for p in drawn])
+    assert abs(share_both_strong - (1 / 2 + 2 / 3) / (1 / 2 + 2 / 3 + 3 / 4 + 4 / 5 + 5 / 6)) < 0.03
 
 
 def test_per_signal_settings_and_thresholds():
