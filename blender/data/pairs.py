@@ -18,6 +18,7 @@ from scipy.stats import rankdata
 from blender.data.schema import Record, RecordError
 
 SIGNAL_TRANSFORMS = ("none", "logit", "rank")
+PAIR_WEIGHTINGS = ("uniform", "top", "contested")
 
 
 def per_signal(value: Any, signals: Sequence[str], what: str) -> tuple[Any, ...]:

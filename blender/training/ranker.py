@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from blender.aggregation import get_aggregation
-from blender.data.pairs import Pair, per_signal, sample_pairs, signal_matrix
+from blender.data.pairs import PAIR_WEIGHTINGS, Pair, per_signal, sample_pairs, signal_matrix
 from blender.data.schema import Record
 from blender.evaluation.ranking import Method, oracle_scores, per_example
 from blender.metrics.correlation import within_instruction_spearman
@@ -47,6 +47,12 @@ class PairSampling:
     min_delta: float | dict[str, float] = 0.0
     skip_ties: bool = True
     weighting: str = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.weighting not in PAIR_WEIGHTINGS:  # caught with the config, not at the first epoch
+            raise ValueError(
+                f"ranker.sampling.weighting={self.weighting!r}; choose one of {', '.join(PAIR_WEIGHTINGS)}"
+            )
 
 
 class PairBatches(Sequence):

@@ -106,3 +106,10 @@ def test_the_configured_pair_weighting_reaches_the_sampler(tmp_path, monkeypatch
     train_ranker(fresh_ranker(), records(6), [], ["gpt4_pref"], "gpt4_pref", "m3",
                  PairSampling(pairs_per_example=2, weighting="top"), settings(epochs=1), tmp_path)  # fmt: skip
     assert seen and set(seen) == {"top"}
+
+
+def test_an_unknown_pair_weighting_is_caught_with_the_config():
+    with pytest.raises(
+        ValueError, match=r"ranker\.sampling\.weighting='hard'; choose one of uniform, top, contested"
+    ):
+        PairSampling(weighting="hard")
