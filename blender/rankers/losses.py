@@ -1,4 +1,5 @@
-"""Ranking losses: PairRanker's pairwise logistic loss, SimCLS's margin ranking loss, SummaReranker's BCE."""
+"""Ranking losses: PairRanker's pairwise logistic loss (and an optional absolute-target term), SimCLS's margin
+ranking loss, SummaReranker's BCE."""
 
 from __future__ import annotations
 
@@ -29,6 +30,27 @@ def pairwise_logistic_loss(scores_first: Tensor, scores_second: Tensor, targets:
     margins = targets * (scores_first - scores_second)
     # softplus(−x) = −log σ(x), computed stably.
     return F.softplus(-margins[decisive]).mean()
+
+
+def absolute_target_loss(scores: Tensor, signal: Tensor) -> Tensor:
+    """BCE of each candidate's own score against its signal read as a probability (an *absolute* target).
+
+    Not in the paper, whose PairRanker learns only sign(Δ) within an instruction. The pairwise loss says
+    which of two answers is better, not by how much, and says nothing about two tied answers; this term
+    tells the head each answer's level (gpt4_pref 0.29 for a typical 1B answer, 0.72 for a 9B one) on every
+    pass, so both candidates of every pair teach something. Used as
+    `pairwise + ranker.sampling.absolute_weight × this`.
+
+    Args:
+        scores: [candidates, n_tasks] per-candidate logits (s1 and s2 of the pairs, stacked).
+        signal: [candidates, n_tasks] targets in [0, 1].
+    Returns:
+        Scalar loss: mean over (candidate, task) of BCE(σ(score), signal).
+
+    Example: scores [[0], [2]], signal [[0.5], [1.0]]: (log 2 + softplus(−2)) / 2 = (0.693147 + 0.126928) / 2
+    = 0.410038.
+    """
+    return F.binary_cross_entropy_with_logits(scores, signal)
 
 
 def simcls_ranking_loss(

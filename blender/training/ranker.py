@@ -20,7 +20,7 @@ from blender.data.pairs import PAIR_WEIGHTINGS, Pair, per_signal, sample_pairs, 
 from blender.data.schema import Record
 from blender.evaluation.ranking import Method, oracle_scores, per_example
 from blender.metrics.correlation import within_instruction_spearman
-from blender.rankers.losses import pairwise_logistic_loss
+from blender.rankers.losses import absolute_target_loss, pairwise_logistic_loss
 from blender.rankers.pairranker import PairRanker
 from blender.rankers.predict import InferenceSettings, bubble_scores_online, encode_records, full_matrices
 from blender.training.loop import LoggerSettings, TrainSettings, fit
@@ -40,6 +40,9 @@ class PairSampling:
         skip_ties: do not spend forward passes on pairs tied on every task.
         weighting: "uniform" (paper), "top" (favour pairs that involve the instruction's best answers) or
             "contested" (favour pairs of two strong answers).
+        absolute_weight: weight of an absolute-target term added to the pairwise loss: BCE of each
+            candidate's score against its untransformed signal, which must then lie in [0, 1] (gpt4_pref
+            does). 0 (the paper) trains on sign(Δ) alone. See `absolute_target_loss`.
     """
 
     pairs_per_example: int = 5
@@ -47,8 +50,13 @@ class PairSampling:
     min_delta: float | dict[str, float] = 0.0
     skip_ties: bool = True
     weighting: str = "uniform"
+    absolute_weight: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.absolute_weight >= 0:
+            raise ValueError(
+                f"ranker.sampling.absolute_weight={self.absolute_weight!r}; it must be 0 or more"
+            )
         if self.weighting not in PAIR_WEIGHTINGS:  # caught with the config, not at the first epoch
             raise ValueError(
                 f"ranker.sampling.weighting={self.weighting!r}; choose one of {', '.join(PAIR_WEIGHTINGS)}"
@@ -59,10 +67,18 @@ class PairBatches(Sequence):
     """One epoch's micro-batches: pairs grouped by length (less padding), collated on access."""
 
     def __init__(
-        self, ranker: PairRanker, encoded: Sequence, pairs: Sequence[Pair], batch_size: int, seed: int
+        self,
+        ranker: PairRanker,
+        encoded: Sequence,
+        pairs: Sequence[Pair],
+        batch_size: int,
+        seed: int,
+        absolute: Sequence[np.ndarray] | None = None,
     ):
+        """`absolute`: per record, its [n_candidates, n_tasks] absolute targets; each batch then carries
+        `absolute_first` and `absolute_second` for `absolute_target_loss`."""
         rng = np.random.default_rng(seed)
-        self.ranker, self.encoded = ranker, encoded
+        self.ranker, self.encoded, self.absolute = ranker, encoded, absolute
         sequences = [ranker.encoder.pair_ids(encoded[p.record_index], p.first, p.second) for p in pairs]
         order = rng.permutation(len(pairs))
         # HF's group_by_length: sort inside random mega-batches, then shuffle the batches.
@@ -80,18 +96,49 @@ class PairBatches(Sequence):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         rows = self.batches[index]
         batch = self.ranker.encoder.pad([self.sequences[k] for k in rows])
-        batch["targets"] = torch.tensor([self.pairs[k].targets for k in rows], dtype=torch.float32)
+        pairs = [self.pairs[k] for k in rows]
+        batch["targets"] = torch.tensor([p.targets for p in pairs], dtype=torch.float32)
+        if self.absolute is not None:
+            for key, member in (("absolute_first", "first"), ("absolute_second", "second")):
+                values = np.stack([self.absolute[p.record_index][getattr(p, member)] for p in pairs])
+                batch[key] = torch.as_tensor(values, dtype=torch.float32)
         return batch
 
 
-def ranker_loss(model: PairRanker, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-    """The pairwise logistic loss of a batch, and the share of decisive pairs ordered right."""
+def ranker_loss(
+    model: PairRanker, batch: dict[str, Tensor], absolute_weight: float = 0.0
+) -> tuple[Tensor, dict[str, float]]:
+    """The pairwise logistic loss of a batch (plus `absolute_weight` × the absolute-target term), and the
+    share of decisive pairs ordered right."""
     scores_first, scores_second = model(batch["input_ids"], batch["attention_mask"])
     targets = batch["targets"]
     loss = pairwise_logistic_loss(scores_first, scores_second, targets)
     decisive = targets != 0
     correct = ((scores_first - scores_second) * targets > 0)[decisive].float()
-    return loss, {"pair_accuracy": correct.mean().item() if correct.numel() else float("nan")}
+    logged = {"pair_accuracy": correct.mean().item() if correct.numel() else float("nan")}
+    if absolute_weight:
+        absolute = absolute_target_loss(
+            torch.cat([scores_first, scores_second]).float(),
+            torch.cat([batch["absolute_first"], batch["absolute_second"]]),
+        )
+        loss = loss + absolute_weight * absolute
+        logged["absolute_loss"] = absolute.item()
+    return loss, logged
+
+
+def absolute_targets(records: Sequence[Record], signals: Sequence[str]) -> list[np.ndarray]:
+    """Per record, its candidates' untransformed signals, checked to be probabilities (for the BCE)."""
+    targets = [signal_matrix(r, signals, "none") for r in records]
+    for record, values in zip(records, targets, strict=True):
+        outside = (values < 0) | (values > 1) | np.isnan(values)
+        if outside.any():
+            i, t = np.argwhere(outside)[0]
+            raise ValueError(
+                f"ranker.sampling.absolute_weight needs signals in [0, 1]: record {record.id!r}, candidate "
+                f"{record.candidates[i].model!r} has {signals[t]}={values[i, t]}; set absolute_weight=0 for "
+                "this signal"
+            )
+    return targets
 
 
 def validate_ranker(
@@ -146,6 +193,7 @@ def train_ranker(
     signal_by_record = [signal_matrix(r, signals, sampling.signal_transform) for r in train_records]
     min_delta = per_signal(sampling.min_delta, signals, "min_delta")
     encoded = encode_records(ranker, train_records)
+    absolute = absolute_targets(train_records, signals) if sampling.absolute_weight else None
 
     @functools.lru_cache(
         maxsize=1
@@ -154,7 +202,9 @@ def train_ranker(
         rng = np.random.default_rng(settings.seed + epoch)
         pairs = sample_pairs(signal_by_record, sampling.pairs_per_example, rng, min_delta, sampling.skip_ties,
                              sampling.weighting)  # fmt: skip
-        return PairBatches(ranker, encoded, pairs, settings.batch_size, seed=settings.seed + epoch)
+        return PairBatches(
+            ranker, encoded, pairs, settings.batch_size, seed=settings.seed + epoch, absolute=absolute
+        )
 
     first = epoch_batches(0)
     n_decisive = sum(any(t != 0 for t in first.pairs[k].targets) for k in range(len(first.pairs)))
@@ -168,7 +218,7 @@ def train_ranker(
 
     return fit(
         ranker,
-        ranker_loss,
+        functools.partial(ranker_loss, absolute_weight=sampling.absolute_weight),
         epoch_batches,
         settings,
         output_dir,

@@ -1,6 +1,10 @@
+import math
+
+import pytest
 import torch
 
 from blender.rankers import pairwise_logistic_loss, simcls_ranking_loss, summareranker_bce_loss
+from blender.rankers.losses import absolute_target_loss
 
 
 def test_hand_worked_value():
@@ -58,3 +62,9 @@ def test_summareranker_bce_hand_worked_value():
     logits = torch.tensor([[2.0], [-1.0]])
     labels = torch.tensor([[1.0], [0.0]])
     assert torch.isclose(summareranker_bce_loss(logits, labels), torch.tensor(0.220095), atol=1e-5)
+
+
+def test_absolute_target_loss_matches_the_hand_worked_example():
+    loss = absolute_target_loss(torch.tensor([[0.0], [2.0]]), torch.tensor([[0.5], [1.0]]))
+    assert loss.item() == pytest.approx((math.log(2) + math.log1p(math.exp(-2))) / 2, abs=1e-6)
+    assert loss.item() == pytest.approx(0.410038, abs=1e-6)

@@ -113,3 +113,40 @@ def test_an_unknown_pair_weighting_is_caught_with_the_config():
         ValueError, match=r"ranker\.sampling\.weighting='hard'; choose one of uniform, top, contested"
     ):
         PairSampling(weighting="hard")
+
+
+def test_absolute_targets_reach_the_loss_and_train(tmp_path, monkeypatch):
+    import blender.training.ranker as ranker_module
+
+    seen = []
+    original = ranker_module.absolute_target_loss
+
+    def recording(scores, signal):
+        seen.append(signal.clone())
+        return original(scores, signal)
+
+    monkeypatch.setattr(ranker_module, "absolute_target_loss", recording)
+    train = records(6)
+    summary = train_ranker(fresh_ranker(), train, [], ["gpt4_pref"], "gpt4_pref", "m3",
+                           PairSampling(pairs_per_example=2, absolute_weight=0.5), settings(epochs=1), tmp_path)  # fmt: skip
+    assert np.isfinite(summary["train/loss"]) and seen
+    known = {round(c.scores["gpt4_pref"], 6) for r in train for c in r.candidates}
+    assert {round(v, 6) for batch in seen for v in batch.flatten().tolist()} <= known
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/absolute_loss" in row for row in logged)
+
+
+def test_absolute_targets_refuse_a_signal_that_is_not_a_probability(tmp_path):
+    raw = make_raw_record(0)
+    raw["candidates"][1]["scores"]["gpt4_pref"] = 3.5
+    train = [parse_record(raw, "t")] + records(3, 1)
+    with pytest.raises(
+        ValueError, match=r"absolute_weight needs signals in \[0, 1\]: record .* has gpt4_pref=3\.5"
+    ):
+        train_ranker(fresh_ranker(), train, [], ["gpt4_pref"], "gpt4_pref", "m3",
+                     PairSampling(absolute_weight=1.0), settings(epochs=1), tmp_path)  # fmt: skip
+
+
+def test_a_negative_absolute_weight_is_caught_with_the_config():
+    with pytest.raises(ValueError, match=r"ranker\.sampling\.absolute_weight=-1\.0; it must be 0 or more"):
+        PairSampling(absolute_weight=-1.0)
