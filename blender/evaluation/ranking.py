@@ -56,13 +56,19 @@ class Method:
     notes: dict = field(default_factory=dict)
 
 
-def best_model_on(records: Sequence[Record], oracle: str) -> str:
-    """The single model with the highest mean oracle score (pick it on train, report it on val)."""
+def model_means(records: Sequence[Record], oracle: str) -> dict[str, float]:
+    """Each model's mean oracle score over the records that have it, best first."""
     totals: dict[str, list[float]] = {}
     for record in records:
         for model, score in zip(record.models, oracle_scores(record, oracle), strict=True):
-            totals.setdefault(model, []).append(score)
-    return max(totals, key=lambda m: np.mean(totals[m]))
+            totals.setdefault(model, []).append(float(score))
+    means = {m: float(np.mean(v)) for m, v in totals.items()}
+    return dict(sorted(means.items(), key=lambda item: -item[1]))
+
+
+def best_model_on(records: Sequence[Record], oracle: str) -> str:
+    """The single model with the highest mean oracle score (pick it on train, report it on val)."""
+    return next(iter(model_means(records, oracle)))
 
 
 def longest_scores(record: Record) -> np.ndarray:
@@ -153,6 +159,20 @@ def per_example(
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
+def picks_by_model(method: Method, records: Sequence[Record]) -> dict[str, int] | None:
+    """How many times the method picks each model's answer (None for an expected-value row).
+
+    The headline says how good the picks are; this says whose they are, e.g. whether a ranker has learned
+    a family of models but not which member of it is better (docs/results/pairranker.md)."""
+    if method.expected:
+        return None
+    counts: dict[str, int] = {}
+    for e, record in enumerate(records):
+        choice = int(np.argmax(method.scores[e])) if method.scores is not None else method.picks[e]
+        counts[record.models[choice]] = counts.get(record.models[choice], 0) + 1
+    return counts
+
+
 def aligned_ranks(records: Sequence[Record], scores: Sequence[np.ndarray]) -> np.ndarray | None:
     """[n_examples, n_candidates] ranks with columns in the first record's model order (None if models differ)."""
     models = records[0].models
@@ -207,6 +227,9 @@ def ranking_table(
                 row.update(correlation_intervals(predicted, oracle_rank_matrix, indices))
         if method.scores is not None:
             row["spearman_within"] = within_instruction_spearman(list(method.scores), truths)
+        picks = picks_by_model(method, records)
+        if picks is not None and not method.name.startswith("model: "):
+            row["picks_by_model"] = picks
         row["forward_passes"] = method.forward_passes
         row["seconds_per_instruction"] = method.seconds
         row.update(method.notes)
@@ -229,4 +252,4 @@ def ranking_table(
                 }
             )
     return {"oracle": oracle, "best_model": best_model, "n_examples": len(records), "rows": rows,
-            "differences": differences}  # fmt: skip
+            "differences": differences, "model_means": model_means(records, oracle)}  # fmt: skip

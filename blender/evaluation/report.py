@@ -75,7 +75,24 @@ def render_markdown(table: dict, title: str) -> str:
             lines.append(
                 f"- {diff['method']} − {diff['versus']}: {diff['top1_oracle_diff']:+.3f} [{low:+.3f}, {high:+.3f}] ({verdict})"
             )
+    lines += _picks_markdown(table)
     return "\n".join(lines) + "\n"
+
+
+def _picks_markdown(table: dict) -> list[str]:
+    """Whose answer each choosing row picks, models left to right from best to worst on this split."""
+    rows = [row for row in table["rows"] if row.get("picks_by_model")]
+    means = table.get("model_means")
+    if not rows or not means:
+        return []
+    lines = ["", f"Whose answer each method picks (of {table['n_examples']}; models by their mean "
+             f"{table['oracle']} here, best first):", ""]  # fmt: skip
+    lines.append("| Method | " + " | ".join(f"{m} ({v:.3f})" for m, v in means.items()) + " |")
+    lines.append("|" + "---|" * (len(means) + 1))
+    for row in rows:
+        counts = row["picks_by_model"]
+        lines.append(f"| {row['method']} | " + " | ".join(str(counts.get(m, 0)) for m in means) + " |")
+    return lines
 
 
 def print_table(table: dict, title: str, console: Console | None = None) -> None:
@@ -92,6 +109,10 @@ def print_table(table: dict, title: str, console: Console | None = None) -> None
         console.print(
             f"{diff['method']} − {diff['versus']}: {diff['top1_oracle_diff']:+.3f} [{low:+.3f}, {high:+.3f}]"
         )
+    for row in table["rows"]:
+        if row.get("picks_by_model") and row.get("forward_passes") is not None:
+            most = sorted(row["picks_by_model"].items(), key=lambda item: -item[1])[:5]
+            console.print(f"{row['method']} picks: " + ", ".join(f"{m} {n}" for m, n in most))
 
 
 def write_report(table: dict, directory: str | os.PathLike, stem: str, title: str) -> tuple[Path, Path]:

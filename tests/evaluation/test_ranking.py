@@ -68,3 +68,22 @@ def test_missing_oracle_is_a_clear_error(records):
     records[0].cmp_results = None
     with pytest.raises(ValueError, match="no cmp_results"):
         oracle_scores(records[0], "cmp_results")
+
+
+def test_the_report_says_whose_answer_each_method_picks(records):
+    # R picks m1 in examples 0-1 and m0 in 2-3; the Oracle picks m3 three times and m0 (0.95) once.
+    scores = [np.array([0.0, 1.0, 0.5, 0.2])] * 2 + [np.array([1.0, 0.0, 0.5, 0.2])] * 2
+    methods = [*baseline_methods(records, "gpt4_pref"), Method("R", scores=scores, forward_passes=12)]
+    table = ranking_table(records, "gpt4_pref", "m3", methods, n_boot=20)
+    assert row(table, "R")["picks_by_model"] == {"m1": 2, "m0": 2}
+    assert row(table, "Oracle (gpt4_pref)")["picks_by_model"] == {"m3": 3, "m0": 1}
+    assert "picks_by_model" not in row(table, "model: m0") and "picks_by_model" not in row(
+        table, "Random (expected)"
+    )
+    # Means: m3 0.8, m2 0.6, m1 0.4, m0 (0.2 * 3 + 0.95) / 4 = 0.3875: the columns run best first.
+    assert table["model_means"] == pytest.approx({"m3": 0.8, "m2": 0.6, "m1": 0.4, "m0": 0.3875})
+    assert list(table["model_means"]) == ["m3", "m2", "m1", "m0"]
+    text = render_markdown(table, "t")
+    assert "Whose answer each method picks (of 4; models by their mean gpt4_pref here, best first)" in text
+    assert "| Method | m3 (0.800) | m2 (0.600) | m1 (0.400) | m0 (0.388) |" in text
+    assert "| R | 0 | 0 | 2 | 2 |" in text and "| Oracle (gpt4_pref) | 3 | 0 | 0 | 1 |" in text
