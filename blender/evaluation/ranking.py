@@ -159,17 +159,15 @@ def per_example(
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
-def picks_by_model(method: Method, records: Sequence[Record]) -> dict[str, int] | None:
-    """How many times the method picks each model's answer (None for an expected-value row).
+def picks_by_model(scores: Sequence[np.ndarray], records: Sequence[Record]) -> dict[str, int]:
+    """How many times a row that ranks (argmax of its scores) picks each model's answer.
 
     The headline says how good the picks are; this says whose they are, e.g. whether a ranker has learned
     a family of models but not which member of it is better (docs/results/pairranker.md)."""
-    if method.expected:
-        return None
     counts: dict[str, int] = {}
-    for e, record in enumerate(records):
-        choice = int(np.argmax(method.scores[e])) if method.scores is not None else method.picks[e]
-        counts[record.models[choice]] = counts.get(record.models[choice], 0) + 1
+    for record, row_scores in zip(records, scores, strict=True):
+        model = record.models[int(np.argmax(row_scores))]
+        counts[model] = counts.get(model, 0) + 1
     return counts
 
 
@@ -225,11 +223,11 @@ def ranking_table(
             if predicted is not None:
                 row.update(rank_correlations(predicted, oracle_rank_matrix))
                 row.update(correlation_intervals(predicted, oracle_rank_matrix, indices))
-        if method.scores is not None:
+        if (
+            method.scores is not None
+        ):  # rows that rank; a fixed pick (one model's answer) has nothing to count
             row["spearman_within"] = within_instruction_spearman(list(method.scores), truths)
-        picks = picks_by_model(method, records)
-        if picks is not None and not method.name.startswith("model: "):
-            row["picks_by_model"] = picks
+            row["picks_by_model"] = picks_by_model(method.scores, records)
         row["forward_passes"] = method.forward_passes
         row["seconds_per_instruction"] = method.seconds
         row.update(method.notes)
