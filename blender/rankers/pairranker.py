@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 RANKER_CONFIG_FILE = "ranker_config.json"
 WEIGHTS_FILE = "model.safetensors"
+POOLINGS = ("marker", "mean")
 
 
 def position_limit(config) -> int | None:
@@ -61,6 +62,9 @@ class PairRanker(nn.Module):
         truncation: how long candidates are cut ("head" as the paper, or "head_tail").
         length_hint: start each candidate part with "(N words)", its whole length (not in the paper; see
             `PairEncoder`).
+        pooling: what the head reads for each part: "marker" (the paper: the hidden state at its marker
+            token) or "mean" (the mean hidden state over the part, marker included: the pooling
+            sentence-embedding encoders such as all-MiniLM-L6-v2 were trained with; not in the paper).
     """
 
     label = "PairRanker"
@@ -75,8 +79,11 @@ class PairRanker(nn.Module):
         candidate_max_length: int = 128,
         truncation: str = "head",
         length_hint: bool = False,
+        pooling: str = "marker",
     ) -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"ranker.pooling={pooling!r} is not one of {POOLINGS}")
         if not task_names:
             raise ValueError("PairRanker needs at least one task (training signal)")
         prepare_backbone(backbone, tokenizer)
@@ -84,6 +91,7 @@ class PairRanker(nn.Module):
         self.tokenizer = tokenizer
         self.task_names = list(task_names)
         self.dropout = dropout
+        self.pooling = pooling
         self.encoder = PairEncoder(
             tokenizer, source_max_length, candidate_max_length, truncation, length_hint
         )
@@ -119,15 +127,20 @@ class PairRanker(nn.Module):
             (s1, s2): [batch, n_tasks] scores of candidate1 and candidate2.
         """
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
-
-        def at(token_id: int) -> Tensor:
+        markers = (self.encoder.source_id, self.encoder.candidate1_id, self.encoder.candidate2_id)
+        if self.pooling == "mean":
+            # Part k runs from its marker to the next one (the tokenizer's wrapping tokens in between
+            # count with the part before); padding counts with none.
+            is_marker = sum(input_ids == marker for marker in markers)
+            part = torch.cumsum(is_marker, dim=1) * attention_mask
+            parts = [(part == k).unsqueeze(-1).to(hidden.dtype) for k in (1, 2, 3)]
+            source, first, second = ((hidden * mask).sum(1) / mask.sum(1) for mask in parts)
+        else:
+            rows = torch.arange(input_ids.shape[0], device=input_ids.device)
             # argmax finds the first (and only) position of the marker in each row.
-            return hidden[rows, (input_ids == token_id).int().argmax(dim=1)]
-
-        source = at(self.encoder.source_id)
-        scores_first = self.head(torch.cat([source, at(self.encoder.candidate1_id)], dim=-1))
-        scores_second = self.head(torch.cat([source, at(self.encoder.candidate2_id)], dim=-1))
+            source, first, second = (hidden[rows, (input_ids == m).int().argmax(dim=1)] for m in markers)
+        scores_first = self.head(torch.cat([source, first], dim=-1))
+        scores_second = self.head(torch.cat([source, second], dim=-1))
         return scores_first, scores_second
 
     def pair_logits(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -143,6 +156,7 @@ class PairRanker(nn.Module):
             "candidate_max_length": self.encoder.candidate_max_length,
             "truncation": self.encoder.truncation,
             "length_hint": self.encoder.length_hint,
+            "pooling": self.pooling,
         }
 
     def save(self, directory: str | os.PathLike) -> None:

@@ -125,3 +125,28 @@ def test_budgets_longer_than_the_backbones_positions_fail_at_construction():
         PairRanker(
             make_tiny_encoder(len(tokenizer)), tokenizer, source_max_length=64, candidate_max_length=256
         )
+
+
+def test_mean_pooling_averages_each_part_and_ignores_padding(tmp_path):
+    tokenizer = make_tiny_tokenizer()
+    ranker = PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], pooling="mean").eval()
+    encoded = ranker.encoder.encode_record_texts("the answer", ["good", "bad a"])
+    ids = ranker.encoder.pair_ids(encoded, 0, 1)
+    batch = ranker.encoder.pad([ids, ids + ids[:3]])  # row 0 gets 3 padding tokens
+    s1, s2 = ranker(batch["input_ids"][:1], batch["attention_mask"][:1])
+    hidden = ranker.backbone(input_ids=torch.tensor([ids])).last_hidden_state[0]
+    starts = [ids.index(m) for m in (ranker.encoder.source_id, ranker.encoder.candidate1_id,
+                                     ranker.encoder.candidate2_id)] + [len(ids)]  # fmt: skip
+    source, first, second = (hidden[a:b].mean(0) for a, b in zip(starts[:-1], starts[1:], strict=True))
+    torch.testing.assert_close(s1[0], ranker.head(torch.cat([source, first])))
+    torch.testing.assert_close(s2[0], ranker.head(torch.cat([source, second])))
+    padded_s1, _ = ranker(batch["input_ids"], batch["attention_mask"])
+    torch.testing.assert_close(padded_s1[0], s1[0])
+    ranker.save(tmp_path / "ckpt")
+    assert PairRanker.load(tmp_path / "ckpt").pooling == "mean"
+
+
+def test_an_unknown_pooling_is_refused():
+    tokenizer = make_tiny_tokenizer()
+    with pytest.raises(ValueError, match=r"ranker.pooling='cls' is not one of \('marker', 'mean'\)"):
+        PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], pooling="cls")
