@@ -1,0 +1,91 @@
+"""How a training recipe does over several seeds, not one draw: pool the saved val logits of its runs.
+
+Each run's `eval/pair_logits_<data>_<split>.npz` (written by `make train-ranker` / `make eval`) gives its
+pick per instruction under an aggregation. Per instruction, the recipe's value is the mean oracle score of
+the runs' picks (the expected pick of a run drawn at random among these seeds); its difference with Longest
+and the best single model gets the same paired bootstrap over instructions as the ranking report. One run
+can land either side of Longest by luck of its seed (docs/results/pairranker.md); this says where the recipe
+sits.
+
+python scripts/pool_seeds.py outputs/train_ranker/<run_a> outputs/train_ranker/<run_b> ... \
+    [--data ../shared/data/alpaca_blend_modern] [--split val] [--oracle gpt4_pref] [--aggregation max_logits]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from blender.aggregation import get_aggregation
+from blender.data.loading import find_split_file, read_jsonl
+from blender.evaluation.ranking import (
+    best_model_on,
+    bootstrap_indices,
+    interval,
+    longest_scores,
+    oracle_scores,
+)
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_blend_modern"
+
+
+def run_picks(run_dir: Path, data_name: str, split: str, ids: list[str], models: list[list[str]],
+              aggregation: str) -> np.ndarray:  # fmt: skip
+    """[n_examples] the run's pick per instruction, aligned with the records (ids and model order checked)."""
+    path = run_dir / "eval" / f"pair_logits_{data_name}_{split}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no saved pair logits (run `make eval CKPT={run_dir}/best` first)")
+    saved = np.load(path)
+    if list(saved["ids"]) != ids:
+        raise ValueError(f"{path}: its instruction ids differ from the {split} split's")
+    for i, record_models in enumerate(models):
+        if list(saved["models"][i]) != record_models:
+            raise ValueError(f"{path}: instruction {ids[i]!r} lists its candidates in another order")
+    aggregate = get_aggregation(aggregation)
+    return np.array([int(np.argmax(aggregate(matrix))) for matrix in saved["logits"]])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders (outputs/train_ranker/<run_id>)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--oracle", default="gpt4_pref")
+    parser.add_argument("--aggregation", default="max_logits")
+    parser.add_argument("--n-boot", type=int, default=1000)
+    args = parser.parse_args()
+
+    records = read_jsonl(find_split_file(args.data, args.split))
+    train = read_jsonl(find_split_file(args.data, "train"))
+    oracle = [oracle_scores(r, args.oracle) for r in records]
+    ids, models = [r.id for r in records], [r.models for r in records]
+    best = best_model_on(train, args.oracle)
+
+    picks = np.stack([run_picks(run, args.data.name, args.split, ids, models, args.aggregation)
+                      for run in args.runs])  # fmt: skip
+    per_run = np.array([[oracle[e][p] for e, p in enumerate(row)] for row in picks])  # [runs, examples]
+    pooled = per_run.mean(axis=0)
+    longest = np.array([o[int(np.argmax(longest_scores(r)))] for o, r in zip(oracle, records, strict=True)])
+    best_single = np.array([o[r.models.index(best)] for o, r in zip(oracle, records, strict=True)])
+    indices = bootstrap_indices(len(records), args.n_boot)
+
+    def show(label: str, values: np.ndarray, sign: str = "+") -> None:
+        low, high = interval(values, indices)
+        print(f"{label}: {values.mean():{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]")
+
+    for run, values in zip(args.runs, per_run, strict=True):
+        print(
+            f"{run.name}: top-1 {args.oracle} {values.mean():.3f}, − Longest {values.mean() - longest.mean():+.3f}"
+        )
+    print(
+        f"{len(args.runs)} runs pooled, {args.aggregation}, {args.data.name} {args.split} ({len(records)} instructions):"
+    )
+    show(f"top-1 {args.oracle}", pooled, sign="")
+    show("− Longest", pooled - longest)
+    show(f"− {best}", pooled - best_single)
+
+
+if __name__ == "__main__":
+    main()
