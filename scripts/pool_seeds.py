@@ -18,33 +18,27 @@ from pathlib import Path
 
 import numpy as np
 
-from blender.aggregation import get_aggregation
 from blender.data.loading import find_split_file, read_jsonl
-from blender.evaluation.ranking import (
-    best_model_on,
-    bootstrap_indices,
-    interval,
-    longest_scores,
-    oracle_scores,
-)
+from blender.evaluation.compare import experiment_methods
+from blender.evaluation.ranking import bootstrap_indices, interval, longest_scores, oracle_scores
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_blend_modern"
 
 
-def run_picks(run_dir: Path, data_name: str, split: str, ids: list[str], models: list[list[str]],
-              aggregation: str) -> np.ndarray:  # fmt: skip
-    """[n_examples] the run's pick per instruction, aligned with the records (ids and model order checked)."""
-    path = run_dir / "eval" / f"pair_logits_{data_name}_{split}.npz"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no saved pair logits (run `make eval CKPT={run_dir}/best` first)")
-    saved = np.load(path)
-    if list(saved["ids"]) != ids:
-        raise ValueError(f"{path}: its instruction ids differ from the {split} split's")
-    for i, record_models in enumerate(models):
-        if list(saved["models"][i]) != record_models:
-            raise ValueError(f"{path}: instruction {ids[i]!r} lists its candidates in another order")
-    aggregate = get_aggregation(aggregation)
-    return np.array([int(np.argmax(aggregate(matrix))) for matrix in saved["logits"]])
+def run_picks(run_dir: Path, stem: str, records: list, aggregation: str) -> tuple[np.ndarray, str]:
+    """The run's pick per instruction (ids checked against the records) and the best model it chose on train.
+
+    Reads the scores the run's evaluation saved, the way `make eval`'s comparison does (experiment_methods).
+    """
+    eval_dir = run_dir / "eval"
+    if not (eval_dir / f"ranking_{stem}.json").is_file():
+        raise FileNotFoundError(
+            f"{eval_dir}: no ranking_{stem}.json (run `make eval CKPT={run_dir}/best` first)"
+        )
+    methods, best_model = experiment_methods(
+        eval_dir, stem, run_dir.name, records, aggregations=(aggregation,)
+    )
+    return np.array([int(np.argmax(scores)) for scores in methods[0].scores]), best_model
 
 
 def main() -> None:
@@ -58,13 +52,15 @@ def main() -> None:
     args = parser.parse_args()
 
     records = read_jsonl(find_split_file(args.data, args.split))
-    train = read_jsonl(find_split_file(args.data, "train"))
     oracle = [oracle_scores(r, args.oracle) for r in records]
-    ids, models = [r.id for r in records], [r.models for r in records]
-    best = best_model_on(train, args.oracle)
-
-    picks = np.stack([run_picks(run, args.data.name, args.split, ids, models, args.aggregation)
-                      for run in args.runs])  # fmt: skip
+    stem = f"{args.data.name}_{args.split}"
+    runs = [run_picks(run, stem, records, args.aggregation) for run in args.runs]
+    best_models = {best for _, best in runs}
+    if len(best_models) != 1:
+        raise ValueError(f"the runs chose different best single models on train ({sorted(best_models)}): "
+                         "pool runs of one dataset and oracle")  # fmt: skip
+    (best,) = best_models
+    picks = np.stack([run_picked for run_picked, _ in runs])
     per_run = np.array([[oracle[e][p] for e, p in enumerate(row)] for row in picks])  # [runs, examples]
     pooled = per_run.mean(axis=0)
     longest = np.array([o[int(np.argmax(longest_scores(r)))] for o, r in zip(oracle, records, strict=True)])
