@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from blender.data.schema import Record
+
 SOURCE_TOKEN = "<|source|>"
 CANDIDATE1_TOKEN = "<|candidate1|>"
 CANDIDATE2_TOKEN = "<|candidate2|>"
@@ -121,6 +123,10 @@ class PairEncoder:
             tail = budget // 3
             return ids[: budget - tail] + ids[len(ids) - tail :]
         return ids[:budget]
+
+    def record_source(self, record: Record) -> str:
+        """The text a record contributes as the source (`Record.source`: instruction, newline, input)."""
+        return record.source
 
     def encode_record_texts(self, source: str, candidates: Sequence[str]) -> EncodedTexts:
         """Tokenize one source and its candidates once; pairs are assembled from these ids."""

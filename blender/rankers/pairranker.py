@@ -4,6 +4,14 @@ As the original `CrossCompareReranker` (PAPER.md §4a): take the encoder's last 
 `<|source|>`, `<|candidate1|>` and `<|candidate2|>` tokens; a head (Dropout → Linear 2H→H → Tanh →
 Dropout → Linear H→n_tasks) on concat(source, candidate_k) gives candidate k one score per task; the pair
 logit is the mean over tasks of s1 − s2 (> 0: candidate1 is better).
+
+PairRanker is a Hugging Face `PreTrainedModel` with its own config class (`PairRankerConfig`, model type
+"blender-pairranker", registered with `AutoConfig` / `AutoModel` on import): `save_pretrained` writes
+`config.json` (the settings and the backbone's config) + `model.safetensors` + the tokenizer, and
+`PairRanker.from_pretrained` / `AutoModel.from_pretrained` read it back by path or hub id; `push_to_hub`
+uploads it. Folders written before (`ranker_config.json` + the backbone's `config.json`) still load through
+`PairRanker.load`. The released PairRM rankers load as PairRankers too (`blender.rankers.pairrm`), with
+their own input format.
 """
 
 from __future__ import annotations
@@ -13,19 +21,36 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
-from blender.data.collate import PairEncoder, add_pair_tokens
+from blender.data.collate import PAIR_SPECIAL_TOKENS, PairEncoder, add_pair_tokens
+from blender.rankers.pairrm_encoding import (
+    PAIRRM_FORMATS,
+    PAIRRM_PREFIX_TOKENS,
+    PairRMEncoder,
+    add_pairrm_tokens,
+)
 
 log = logging.getLogger(__name__)
 
+# The files of checkpoints written before PairRanker was a PreTrainedModel (and of the pointwise rankers).
 RANKER_CONFIG_FILE = "ranker_config.json"
 WEIGHTS_FILE = "model.safetensors"
 POOLINGS = ("marker", "mean")
+# "blender": blender's own encoding (`PairEncoder`); "pairrm" / "pairrm_hf": the released PairRM layouts'.
+INPUT_FORMATS = ("blender", *PAIRRM_FORMATS)
 
 
 def position_limit(config) -> int | None:
@@ -44,17 +69,93 @@ def prepare_backbone(backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     if add_pair_tokens(tokenizer):
         # New rows start at the mean of the old embeddings (transformers' default), not at noise.
         backbone.resize_token_embeddings(len(tokenizer))
+    drop_pooler(backbone)
+
+
+def drop_pooler(backbone: PreTrainedModel) -> None:
     if getattr(backbone, "pooler", None) is not None:
         # Scores are read at our own positions through our own head; the [CLS] pooler would never train.
         backbone.pooler = None
 
 
-class PairRanker(nn.Module):
-    """The pairwise cross-encoder.
+def marker_tokens(input_format: str) -> tuple[str, str, str]:
+    """The source, candidate1 and candidate2 marker tokens of an input format."""
+    return PAIR_SPECIAL_TOKENS if input_format == "blender" else PAIRRM_PREFIX_TOKENS[:3]
+
+
+class PairRankerConfig(PretrainedConfig):
+    """A PairRanker's settings and its backbone's config (`config.json` of a saved ranker).
 
     Args:
-        backbone: any Hugging Face encoder returning `last_hidden_state`.
-        tokenizer: its tokenizer; the three marker tokens are added and the embeddings resized.
+        backbone_config: the encoder's config (a `PretrainedConfig` or its dict, with `model_type`).
+        task_names: one output per training signal.
+        dropout: dropout in the head.
+        source_max_length / candidate_max_length: the budgets in tokens (see `PairEncoder`, `PairRMEncoder`).
+        truncation, length_hint: blender's encoding options (see `PairEncoder`).
+        pooling: "marker" or "mean" (see `PairRanker`).
+        input_format: "blender", or "pairrm" / "pairrm_hf" for the released PairRM layouts' input building.
+        head_bias: whether the head's last Linear has a bias (PairRM's does; blender's does not).
+        marker_token_ids: the ids of the source, candidate1 and candidate2 markers.
+    """
+
+    model_type = "blender-pairranker"
+
+    def __init__(
+        self,
+        backbone_config: PretrainedConfig | dict | None = None,
+        task_names: Sequence[str] = ("quality",),
+        dropout: float = 0.05,
+        source_max_length: int = 128,
+        candidate_max_length: int = 128,
+        truncation: str = "head",
+        length_hint: bool = False,
+        pooling: str = "marker",
+        input_format: str = "blender",
+        head_bias: bool = False,
+        marker_token_ids: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(backbone_config, dict):
+            settings = dict(backbone_config)
+            backbone_config = AutoConfig.for_model(settings.pop("model_type"), **settings)
+        self.backbone_config = backbone_config
+        self.task_names = list(task_names)
+        self.dropout = dropout
+        self.source_max_length = source_max_length
+        self.candidate_max_length = candidate_max_length
+        self.truncation = truncation
+        self.length_hint = length_hint
+        self.pooling = pooling
+        self.input_format = input_format
+        self.head_bias = head_bias
+        self.marker_token_ids = list(marker_token_ids) if marker_token_ids is not None else None
+        super().__init__(**kwargs)
+
+    def settings(self) -> dict[str, Any]:
+        """The PairRanker keyword arguments these settings stand for."""
+        return {
+            "task_names": list(self.task_names),
+            "dropout": self.dropout,
+            "source_max_length": self.source_max_length,
+            "candidate_max_length": self.candidate_max_length,
+            "truncation": self.truncation,
+            "length_hint": self.length_hint,
+            "pooling": self.pooling,
+            "input_format": self.input_format,
+            "head_bias": self.head_bias,
+        }
+
+
+class PairRanker(PreTrainedModel):
+    """The pairwise cross-encoder.
+
+    Built two ways: `PairRanker(backbone, tokenizer, task_names=..., ...)` around an encoder (training,
+    `ranker=pairranker` in config), or `PairRanker(config)` / `PairRanker.from_pretrained(path_or_hub_id)`
+    from a `PairRankerConfig` (Hugging Face's way; the tokenizer is then attached with `attach_tokenizer`).
+
+    Args:
+        backbone: any Hugging Face encoder returning `last_hidden_state`, or a `PairRankerConfig`.
+        tokenizer: its tokenizer; the marker tokens are added (unless present) and the embeddings resized.
         task_names: one output per training signal (paper: ["bartscore"]).
         dropout: dropout in the head (paper: 0.05).
         source_max_length: source budget in tokens (paper: 128).
@@ -65,14 +166,21 @@ class PairRanker(nn.Module):
         pooling: what the head reads for each part: "marker" (the paper: the hidden state at its marker
             token) or "mean" (the mean hidden state over the part, marker included: the pooling
             sentence-embedding encoders such as all-MiniLM-L6-v2 were trained with; not in the paper).
+        input_format: "blender" (blender's `PairEncoder`: fixed per-part budgets, markers as special tokens)
+            or "pairrm" / "pairrm_hf" (the released PairRM layouts' `PairRMEncoder`).
+        head_bias: give the head's last Linear a bias. It cancels in s1 − s2, so it can never learn (blender's
+            head has none); PairRM's checkpoints carry one, kept so they load and save whole.
     """
 
+    config_class = PairRankerConfig
+    base_model_prefix = "backbone"
+    main_input_name = "input_ids"
     label = "PairRanker"
 
     def __init__(
         self,
-        backbone: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
+        backbone: PreTrainedModel | PairRankerConfig,
+        tokenizer: PreTrainedTokenizerBase | None = None,
         task_names: Sequence[str] = ("quality",),
         dropout: float = 0.05,
         source_max_length: int = 128,
@@ -80,22 +188,74 @@ class PairRanker(nn.Module):
         truncation: str = "head",
         length_hint: bool = False,
         pooling: str = "marker",
+        input_format: str = "blender",
+        head_bias: bool = False,
     ) -> None:
-        super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"ranker.pooling={pooling!r} is not one of {POOLINGS}")
-        if not task_names:
-            raise ValueError("PairRanker needs at least one task (training signal)")
-        prepare_backbone(backbone, tokenizer)
+        built_here = not isinstance(backbone, PairRankerConfig)
+        if built_here:
+            config = self._prepare(
+                backbone, tokenizer, task_names=task_names, dropout=dropout, source_max_length=source_max_length,
+                candidate_max_length=candidate_max_length, truncation=truncation, length_hint=length_hint,
+                pooling=pooling, input_format=input_format, head_bias=head_bias,
+            )  # fmt: skip
+        else:  # the Hugging Face path: from_pretrained / from_config build the encoder from its config
+            config = backbone
+            backbone = AutoModel.from_config(config.backbone_config)
+            drop_pooler(backbone)
+        super().__init__(config)
         self.backbone = backbone
-        self.tokenizer = tokenizer
-        self.task_names = list(task_names)
-        self.dropout = dropout
-        self.pooling = pooling
-        self.encoder = PairEncoder(
-            tokenizer, source_max_length, candidate_max_length, truncation, length_hint
+        hidden = backbone.config.hidden_size
+        self.head = nn.Sequential(
+            nn.Dropout(config.dropout),
+            nn.Linear(2 * hidden, hidden),
+            nn.Tanh(),
+            nn.Dropout(config.dropout),
+            # No bias by default: it would cancel in s1 − s2, so it could never learn.
+            nn.Linear(hidden, len(config.task_names), bias=config.head_bias),
         )
-        limit, needed = position_limit(backbone.config), source_max_length + 2 * candidate_max_length
+        self.tokenizer: PreTrainedTokenizerBase | None = None
+        self.encoder: PairEncoder | PairRMEncoder | None = None
+        if tokenizer is not None:
+            self.attach_tokenizer(tokenizer)
+        if built_here:
+            # The encoder arrives initialised (pretrained, or from its own config) and the head has torch's
+            # default init; marked so `post_init` re-initialises nothing (and draws no random numbers).
+            for module in self.modules():
+                module._is_hf_initialized = True
+        self.post_init()
+
+    @staticmethod
+    def _prepare(
+        backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, **settings: Any
+    ) -> PairRankerConfig:
+        """Check the settings, add the markers to tokenizer and embeddings, and return the config."""
+        if tokenizer is None:
+            raise ValueError("PairRanker(backbone, tokenizer, ...) needs the backbone's tokenizer")
+        if settings["pooling"] not in POOLINGS:
+            raise ValueError(f"ranker.pooling={settings['pooling']!r} is not one of {POOLINGS}")
+        if not settings["task_names"]:
+            raise ValueError("PairRanker needs at least one task (training signal)")
+        input_format = settings["input_format"]
+        if input_format not in INPUT_FORMATS:
+            raise ValueError(f"ranker.input_format={input_format!r} is not one of {INPUT_FORMATS}")
+        if input_format == "blender":
+            prepare_backbone(backbone, tokenizer)
+        else:
+            if settings["truncation"] != "head" or settings["length_hint"]:
+                raise ValueError(f"input_format={input_format!r} has its own truncation: truncation must be "
+                                 "'head' and length_hint false")  # fmt: skip
+            add_pairrm_tokens(tokenizer)
+            if backbone.get_input_embeddings().weight.shape[0] != len(tokenizer):
+                # As `load_ranker` in llm-blender: the embeddings take the tokenizer's size, shrinking when the
+                # backbone's vocab_size is larger (deberta-v3-large: 128100 rows -> 128005).
+                backbone.resize_token_embeddings(len(tokenizer))
+            drop_pooler(backbone)
+        source_max_length, candidate_max_length = (
+            settings["source_max_length"],
+            settings["candidate_max_length"],
+        )
+        needed = source_max_length + 2 * candidate_max_length
+        limit = position_limit(backbone.config)
         if limit is not None and needed > limit:
             # Caught here, not as a shape error deep in the first forward pass.
             raise ValueError(
@@ -103,32 +263,64 @@ class PairRanker(nn.Module):
                 f"= {needed} tokens, but the backbone ({backbone.config.model_type}) has {limit} positions: "
                 f"lower the budgets (e.g. ranker.candidate_max_length={(limit - source_max_length) // 2})"
             )
-        hidden = backbone.config.hidden_size
-        self.head = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(2 * hidden, hidden),
-            nn.Tanh(),
-            nn.Dropout(dropout),
-            # No bias: it would cancel in s1 − s2, so it could never learn.
-            nn.Linear(hidden, len(self.task_names), bias=False),
-        )
+        markers = tokenizer.convert_tokens_to_ids(list(marker_tokens(input_format)))
+        return PairRankerConfig(backbone_config=backbone.config, marker_token_ids=markers, **settings)
+
+    def attach_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        """Give the ranker its tokenizer (and so its encoder), checking it holds the markers at the config's ids."""
+        config = self.config
+        markers = tokenizer.convert_tokens_to_ids(list(marker_tokens(config.input_format)))
+        if config.marker_token_ids is not None and list(markers) != list(config.marker_token_ids):
+            raise ValueError(
+                f"the tokenizer has the markers {marker_tokens(config.input_format)} at ids {markers}, but the "
+                f"ranker was trained with them at {config.marker_token_ids}: not this ranker's tokenizer"
+            )
+        if config.input_format == "blender":
+            encoder = PairEncoder(tokenizer, config.source_max_length, config.candidate_max_length,
+                                  config.truncation, config.length_hint)  # fmt: skip
+        else:
+            encoder = PairRMEncoder(tokenizer, config.source_max_length, config.candidate_max_length,
+                                    replace_sep=PAIRRM_FORMATS[config.input_format])  # fmt: skip
+        self.tokenizer, self.encoder = tokenizer, encoder
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Only reached for weights a checkpoint lacks (or `AutoModel.from_config`): torch's own Linear init,
+        # as a PairRanker built around an encoder gets. The backbone's modules use the backbone's own init.
+        if isinstance(module, nn.Linear):
+            module.reset_parameters()
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.config.task_names)
 
     @property
     def n_tasks(self) -> int:
-        return len(self.task_names)
+        return len(self.config.task_names)
+
+    @property
+    def dropout(self) -> float:
+        return self.config.dropout
+
+    @property
+    def pooling(self) -> str:
+        return self.config.pooling
+
+    @property
+    def input_format(self) -> str:
+        return self.config.input_format
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         """Score both candidates of each pair.
 
         Args:
-            input_ids: [batch, length] ids from `PairEncoder`, each row holding each marker once.
+            input_ids: [batch, length] ids from the ranker's encoder, each row holding each marker once.
             attention_mask: [batch, length].
         Returns:
             (s1, s2): [batch, n_tasks] scores of candidate1 and candidate2.
         """
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        markers = (self.encoder.source_id, self.encoder.candidate1_id, self.encoder.candidate2_id)
-        if self.pooling == "mean":
+        markers = self.config.marker_token_ids
+        if self.config.pooling == "mean":
             # Part k runs from its marker to the next one (the tokenizer's wrapping tokens in between
             # count with the part before); padding counts with none.
             is_marker = sum(input_ids == marker for marker in markers)
@@ -149,39 +341,68 @@ class PairRanker(nn.Module):
         return (scores_first - scores_second).mean(dim=-1)
 
     def settings(self) -> dict:
-        return {
-            "task_names": self.task_names,
-            "dropout": self.dropout,
-            "source_max_length": self.encoder.source_max_length,
-            "candidate_max_length": self.encoder.candidate_max_length,
-            "truncation": self.encoder.truncation,
-            "length_hint": self.encoder.length_hint,
-            "pooling": self.pooling,
-        }
+        return self.config.settings()
 
     def save(self, directory: str | os.PathLike) -> None:
-        """Write weights, settings, backbone config and tokenizer to `directory` (a loadable checkpoint)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.backbone.config.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
-        save_model(self, str(directory / WEIGHTS_FILE))
-        (directory / RANKER_CONFIG_FILE).write_text(
-            json.dumps({"ranker": "pairranker", **self.settings()}, indent=2)
-        )
+        """Write a loadable checkpoint to `directory` (`save_pretrained`: config, weights and tokenizer)."""
+        self.save_pretrained(directory)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """`PreTrainedModel.save_pretrained`, plus the tokenizer (the ranker's encoding needs it)."""
+        push_to_hub = kwargs.pop("push_to_hub", False)
+        super().save_pretrained(save_directory, **kwargs)
+        if self.tokenizer is not None and kwargs.get("is_main_process", True):
+            self.tokenizer.save_pretrained(save_directory)
+        if push_to_hub:
+            # After the tokenizer is written, so the upload carries it (push_to_hub saves afresh, through here).
+            hub_keys = ("repo_id", "commit_message", "private", "token", "create_pr", "revision")
+            self.push_to_hub(kwargs.get("repo_id", Path(save_directory).name),
+                             **{k: v for k, v in kwargs.items() if k in hub_keys and k != "repo_id"})  # fmt: skip
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any, **kwargs: Any
+    ) -> PairRanker:
+        """Load a ranker saved with `save_pretrained` (a folder or a hub id), tokenizer included.
+
+        Keyword arguments go to `PreTrainedModel.from_pretrained`; `tokenizer=` gives the tokenizer instead of
+        reading it from the same place.
+        """
+        tokenizer = kwargs.pop("tokenizer", None)
+        hub_keys = ("cache_dir", "revision", "token", "local_files_only", "subfolder", "force_download")
+        hub = {k: kwargs[k] for k in hub_keys if k in kwargs}
+        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        if tokenizer is None:
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **hub)
+            except (OSError, ValueError) as error:
+                log.warning("%s: no tokenizer (%s); attach one with attach_tokenizer before scoring texts",
+                            pretrained_model_name_or_path, error)  # fmt: skip
+        if tokenizer is not None:
+            model.attach_tokenizer(tokenizer)
+        return model
 
     @classmethod
     def load(cls, directory: str | os.PathLike, map_location: str = "cpu") -> PairRanker:
-        """Rebuild a ranker saved with `save`; needs nothing but the folder."""
+        """Rebuild a ranker from a folder written by `save` / `save_pretrained`, or by blender before PairRanker
+        was a `PreTrainedModel` (`ranker_config.json` beside the backbone's `config.json`)."""
         directory = Path(directory)
-        settings_file = directory / RANKER_CONFIG_FILE
-        if not settings_file.is_file():
-            raise FileNotFoundError(f"{directory}: not a ranker checkpoint (no {RANKER_CONFIG_FILE})")
-        settings = json.loads(settings_file.read_text())
-        settings.pop("ranker", None)
+        if not (directory / RANKER_CONFIG_FILE).is_file():
+            if not (directory / "config.json").is_file():
+                raise FileNotFoundError(
+                    f"{directory}: not a ranker checkpoint (no config.json or {RANKER_CONFIG_FILE})"
+                )
+            return cls.from_pretrained(directory).to(map_location).eval()
+        settings = json.loads((directory / RANKER_CONFIG_FILE).read_text())
+        kind = settings.pop("ranker", "pairranker")
+        if kind != "pairranker":
+            raise ValueError(f"{directory / RANKER_CONFIG_FILE}: a {kind} checkpoint, not a PairRanker")
         backbone = AutoModel.from_config(AutoConfig.from_pretrained(directory))
         tokenizer = AutoTokenizer.from_pretrained(directory)
         ranker = cls(backbone, tokenizer, **settings)
         load_model(ranker, str(directory / WEIGHTS_FILE), device=map_location)
-        ranker.eval()
-        return ranker
+        return ranker.eval()
+
+
+AutoConfig.register(PairRankerConfig.model_type, PairRankerConfig)
+AutoModel.register(PairRankerConfig, PairRanker)

@@ -44,7 +44,9 @@ class InferenceSettings:
 
 def encode_records(ranker: PairRanker, records: Sequence[Record]) -> list[EncodedTexts]:
     """Tokenize every record's source and candidates once."""
-    return [ranker.encoder.encode_record_texts(r.source, [c.text for c in r.candidates]) for r in records]
+    encoder = ranker.encoder
+    # The encoder joins instruction and input its own way (PairRM's layouts: with no separator, as trained).
+    return [encoder.encode_record_texts(encoder.record_source(r), [c.text for c in r.candidates]) for r in records]
 
 
 def length_sorted_batches(lengths: Sequence[int], max_tokens: int, max_batch_size: int) -> list[list[int]]:
