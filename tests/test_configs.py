@@ -51,6 +51,7 @@ def test_smoke_experiment_builds_a_ranker(tmp_path):
     ranker_cfg = to_dict(cfg.ranker)
     ranker_cfg.pop("sampling")
     ranker_cfg.pop("name")
+    assert ranker_cfg.pop("init_from") is None  # train_ranker's own key: start from a checkpoint
     ranker = instantiate(
         ranker_cfg, backbone=backbone, tokenizer=tokenizer, task_names=list(cfg.data.signals)
     )

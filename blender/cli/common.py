@@ -11,17 +11,26 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from blender.data.loading import DataPathError, load_candidates
+from blender.data.preference import load_preference_split
 from blender.data.schema import Record, RecordError
 from blender.evaluation.paper_tables import named_models_for
 from blender.evaluation.ranking import best_model_on
 from blender.metrics.base import MetricLoadError
 from blender.rankers.backbone import BackboneLoadError
+from blender.rankers.pairrm import CheckpointLoadError
 from blender.rankers.predict import InferenceSettings
 
 log = logging.getLogger(__name__)
 
 # Bad input a user can fix: reported as one line naming what and where, not as a traceback.
-USER_ERRORS = (RecordError, DataPathError, BackboneLoadError, MetricLoadError, FileNotFoundError)
+USER_ERRORS = (
+    RecordError,
+    DataPathError,
+    BackboneLoadError,
+    CheckpointLoadError,
+    MetricLoadError,
+    FileNotFoundError,
+)
 
 
 @contextlib.contextmanager
@@ -41,6 +50,8 @@ def to_dict(cfg: DictConfig | dict | None) -> dict[str, Any]:
 
 
 def load_split(data: DictConfig, split: str, limit: int | None = None) -> list[Record]:
+    if data.get("format", "mixinstruct") == "preference":  # prompt / chosen / rejected pairs
+        return load_preference_split(data.path, split, limit=limit, hub_id=data.hub_id)
     (records,) = load_candidates(data.path, splits=(split,), limit=limit, hub_id=data.hub_id)
     return records
 

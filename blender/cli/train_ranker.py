@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 from blender.cli.common import inference_settings, load_split, pick_best_model, to_dict, user_errors
 from blender.cli.evaluate import evaluate_and_report
 from blender.rankers.backbone import build_backbone
-from blender.rankers.loading import RANKER_CLASSES, load_ranker
+from blender.rankers.loading import RANKER_CLASSES, Ranker, load_ranker
+from blender.rankers.pairranker import PairRanker
 from blender.training.loop import LoggerSettings, TrainSettings
 from blender.training.pointwise import SimCLSSampling, SummaRerankerSampling, train_pointwise
 from blender.training.ranker import PairSampling, train_ranker
@@ -44,11 +45,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if kind not in RANKER_CLASSES:
         raise ValueError(f"ranker.name={kind!r}; choose one of {sorted(RANKER_CLASSES)}")
     sampling = ranker_cfg.pop("sampling", None)
+    init_from = ranker_cfg.pop("init_from", None)
     inference = inference_settings(cfg.inference)
     output_dir = Path(cfg.output_dir)
     # Seeded before the model is built: the head and the new marker embeddings start from random weights, and
     # drawn from an unseeded process they made two runs of one config differ by as much as the recipes did.
     set_seed(cfg.trainer.seed)
+    if init_from is not None and kind == "mlm_scoring":
+        raise ValueError(
+            "ranker.init_from: MLM-Scoring has nothing to train; it scores with the masked LM as it is"
+        )
     if kind == "mlm_scoring":
         log.info("MLM-Scoring is unsupervised: nothing to train; scoring with the masked LM as it is")
         # The backbone group names the masked LM; `config` would clash with instantiate's own argument.
@@ -56,10 +62,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         ranker.save(output_dir / "best")
         summary: dict[str, Any] = {"best_value": None, "best_epoch": None, "global_step": 0, "trained": False}
     else:
-        backbone, tokenizer = build_backbone(**to_dict(cfg.backbone))
-        ranker = instantiate(
-            ranker_cfg, backbone=backbone, tokenizer=tokenizer, task_names=list(data.signals)
-        )
+        if init_from is not None:
+            ranker = initial_ranker(init_from, kind, list(data.signals), ranker_cfg)
+        else:
+            backbone, tokenizer = build_backbone(**to_dict(cfg.backbone))
+            ranker = instantiate(
+                ranker_cfg, backbone=backbone, tokenizer=tokenizer, task_names=list(data.signals)
+            )
         trainer_cfg = to_dict(cfg.trainer)
         val_mode = trainer_cfg.pop("val_mode")
         common = dict(settings=TrainSettings(**trainer_cfg), output_dir=output_dir, inference=inference,
@@ -85,6 +94,35 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         summary["eval"] = evaluate_and_report(cfg, best, eval_records, train, data.eval_split, output_dir / "eval",
                                               str(output_dir / "best"))  # fmt: skip
     return summary
+
+
+def initial_ranker(init_from: str, kind: str, signals: list[str], ranker_cfg: dict[str, Any]) -> Ranker:
+    """The checkpoint `ranker.init_from` names (a folder or hub id: a blender checkpoint, llm-blender/PairRM,
+    llm-blender/PairRM-hf), to train on from its weights; unlike `trainer.resume`, training starts at step 0
+    with a fresh optimizer. It keeps its own settings (input format, budgets, pooling: what its weights were
+    trained with); its tasks take the data's signal names, one to one."""
+    ranker = load_ranker(init_from)
+    if not isinstance(ranker, RANKER_CLASSES[kind]):
+        raise ValueError(f"ranker.init_from={init_from!r} holds a {ranker.label}, but ranker={kind}")
+    if len(ranker.task_names) != len(signals):
+        raise ValueError(
+            f"ranker.init_from={init_from!r} has {len(ranker.task_names)} task(s) {ranker.task_names}, data.signals has "
+            f"{len(signals)} {signals}: train on as many signals as the checkpoint has outputs"
+        )
+    if isinstance(ranker, PairRanker):
+        ranker.config.task_names = list(signals)
+    else:
+        ranker.task_names = list(signals)
+    kept = getattr(ranker, "settings", dict)()
+    differing = {
+        k: (v, kept[k]) for k, v in ranker_cfg.items() if k in kept and k != "task_names" and kept[k] != v
+    }
+    if differing:
+        log.info("ranker.init_from: keeping the checkpoint's settings over the config's: %s",
+                 ", ".join(f"{k}={theirs!r} (config: {ours!r})" for k, (ours, theirs) in differing.items()))  # fmt: skip
+    log.info("initialised from %s (%s, %.1fM parameters)", init_from, ranker.label,
+             sum(p.numel() for p in ranker.parameters()) / 1e6)  # fmt: skip
+    return ranker.train()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ from torch import Tensor
 
 from blender.aggregation import get_aggregation
 from blender.data.pairs import PAIR_WEIGHTINGS, Pair, per_signal, sample_pairs, signal_matrix
+from blender.data.preference import is_preference_record
 from blender.data.schema import Record
+from blender.evaluation.preference import correct, preference_margins
 from blender.evaluation.ranking import Method, oracle_scores, per_example
 from blender.metrics.correlation import within_instruction_spearman
 from blender.rankers.losses import absolute_target_loss, pairwise_logistic_loss
@@ -153,6 +155,13 @@ def validate_ranker(
     """Validation metrics of the ranker's pick: "bubble" (2(N−1) passes, as the original's training-time
     eval) or "full" (N(N−1) passes, MaxLogits, plus the within-instruction Spearman)."""
     started = time.perf_counter()
+    if records and all(is_preference_record(r) for r in records):
+        # Preference pairs: one comparison each (both orders), whatever the mode. Pairwise accuracy is the
+        # headline; it is also the pick's oracle score (1 for chosen, 0 for rejected), so the default
+        # trainer.best_metric (val/top1_oracle) picks the same checkpoint.
+        accuracy = float(correct(preference_margins(ranker, records, inference)).mean())
+        return {"val/pairwise_accuracy": accuracy, "val/top1_oracle": accuracy,
+                "val/seconds": time.perf_counter() - started}  # fmt: skip
     if mode == "bubble":
         scores = bubble_scores_online(ranker, records, inference, seed=seed)
     elif mode == "full":

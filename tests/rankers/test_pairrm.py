@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +24,8 @@ from tests.conftest import SHARED
 
 FIXTURE = SHARED / "fixtures" / "pairrm_tiny"
 LAYOUTS = ("pairrm", "pairrm_hf")
+# DeBERTa's disentangled attention costs O(length²) per row, so on CPU padding costs more than batching
+# saves: one pair per pass is fastest here (110 passes of ~1000 ids: 12 s alone, 26 s in batches of 16k ids).
 ONE_BY_ONE = InferenceSettings(max_batch_size=1, show_progress=False)
 BATCHED = InferenceSettings(show_progress=False)
 
@@ -48,7 +49,9 @@ def pair_texts(golden: dict) -> tuple[list[str], list[str], list[str]]:
 
 
 def golden_ab(golden: dict, layout: str) -> list[dict]:
-    return golden["pairrm_hf"]["results"] if layout == "pairrm_hf" else golden["pairrm"]["compare_ab"]["results"]
+    return (
+        golden["pairrm_hf"]["results"] if layout == "pairrm_hf" else golden["pairrm"]["compare_ab"]["results"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,9 @@ def ab_logits(golden, rankers) -> dict[str, np.ndarray]:
     out = {}
     for layout, ranker in rankers.items():
         sources, a, b = pair_texts(golden)
-        encoded = [ranker.encoder.encode_record_texts(s, [x, y]) for s, x, y in zip(sources, a, b, strict=True)]
+        encoded = [
+            ranker.encoder.encode_record_texts(s, [x, y]) for s, x, y in zip(sources, a, b, strict=True)
+        ]
         out[layout] = score_pairs(ranker, encoded, [(k, 0, 1) for k in range(len(encoded))], ONE_BY_ONE)
     return out
 
@@ -101,7 +106,9 @@ def test_truncation_shares_the_unused_source_budget(rankers, golden):
     pair = golden["pairs"][49]
     encoded = encoder.encode_record_texts(pair["source"], [pair["candidate_a"], pair["candidate_b"]])
     assert len(encoded.candidates[0]) == (2048 - len(encoded.source)) // 2 == 978
-    assert len(encoded.candidates[1]) == pair["n_tokens_no_special"]["candidate_b"] + 3  # [CLS] prefix ... [SEP]
+    assert (
+        len(encoded.candidates[1]) == pair["n_tokens_no_special"]["candidate_b"] + 3
+    )  # [CLS] prefix ... [SEP]
     # Pair 48: the source is cut to 1224 ids, so each candidate gets 412.
     pair = golden["pairs"][48]
     encoded = encoder.encode_record_texts(pair["source"], [pair["candidate_a"], pair["candidate_b"]])
@@ -116,7 +123,9 @@ def test_literal_sep_is_replaced_on_the_pairrm_path_only(rankers, golden):
     # The source and candidate a each contain "[SEP]" and "[CLS]" once.
     assert encoded["pairrm"].source.count(sep) == 1 and encoded["pairrm"].source.count(cls) == 2
     assert encoded["pairrm_hf"].source.count(sep) == 2 and encoded["pairrm_hf"].source.count(cls) == 2
-    assert encoded["pairrm"].candidates[0].count(sep) == 1 and encoded["pairrm_hf"].candidates[0].count(sep) == 2
+    assert (
+        encoded["pairrm"].candidates[0].count(sep) == 1 and encoded["pairrm_hf"].candidates[0].count(sep) == 2
+    )
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -142,7 +151,7 @@ def test_logits_do_not_depend_on_the_batch(rankers, golden, ab_logits):
 
 
 def test_compare_reproduces_the_golden_values(rankers, golden, ab_logits):
-    blender = Blender(rankers["pairrm"], BATCHED)
+    blender = Blender(rankers["pairrm"], ONE_BY_ONE)
     sources, a, b = pair_texts(golden)
     results = golden["pairrm"]["compare_default"]["results"]
     values = blender.compare(sources, a, b, return_logits=True)  # mode "[A,B]+[B,A]"
@@ -158,8 +167,10 @@ def test_compare_reproduces_the_golden_values(rankers, golden, ab_logits):
 
 def test_rank_scores_reproduce_the_golden_scores(rankers, golden):
     records = golden["records"]
-    blender = Blender(rankers["pairrm"], BATCHED)
-    scores = blender.rank([r["source"] for r in records], [r["candidates"] for r in records], return_scores=True)
+    blender = Blender(rankers["pairrm"], ONE_BY_ONE)
+    scores = blender.rank(
+        [r["source"] for r in records], [r["candidates"] for r in records], return_scores=True
+    )
     expected = np.array(golden["pairrm"]["rank"]["scores"])
     np.testing.assert_allclose(np.array(scores), expected, rtol=0, atol=1e-5)
     # Ranks follow the scores (1 = best), as llm-blender's get_ranks_from_scores.
@@ -169,12 +180,7 @@ def test_rank_scores_reproduce_the_golden_scores(rankers, golden):
 
 def test_full_matrix_equals_the_golden_comparison_matrix(rankers, golden):
     # One record's 11 × 11 matrix (110 passes): M[i, j] for every ordered pair, 0 on the diagonal.
-    from blender.data.schema import Candidate, Record
-
-    rec = golden["records"][3]
-    record = Record(id="3", instruction=rec["source"], input="", output="",
-                    candidates=[Candidate(model=m, text=t) for m, t in zip(rec["models"], rec["candidates"], strict=True)])  # fmt: skip
-    (matrix,) = full_matrices(rankers["pairrm"], [record], BATCHED)
+    (matrix,) = full_matrices(rankers["pairrm"], [_record(golden["records"][3])], ONE_BY_ONE)
     expected = np.array(golden["pairrm"]["rank"]["batches"][0]["cmp_matrix"][3])
     np.testing.assert_allclose(matrix, expected, rtol=0, atol=1e-5)
 
@@ -214,9 +220,14 @@ def _contains(row: list[int], part: list[int]) -> bool:
 def test_pairrm_round_trips_through_save_pretrained(rankers, golden, ab_logits, tmp_path):
     rankers["pairrm"].save_pretrained(tmp_path / "native")
     loaded = AutoModel.from_pretrained(tmp_path / "native").eval()
-    assert isinstance(loaded, PairRanker) and loaded.input_format == "pairrm" and loaded.head[4].bias is not None
+    assert (
+        isinstance(loaded, PairRanker) and loaded.input_format == "pairrm" and loaded.head[4].bias is not None
+    )
     sources, a, b = pair_texts(golden)
-    encoded = [loaded.encoder.encode_record_texts(s, [x, y]) for s, x, y in zip(sources[48:], a[48:], b[48:], strict=True)]
+    encoded = [
+        loaded.encoder.encode_record_texts(s, [x, y])
+        for s, x, y in zip(sources[48:], a[48:], b[48:], strict=True)
+    ]
     logits = score_pairs(loaded, encoded, [(k, 0, 1) for k in range(3)], ONE_BY_ONE)
     np.testing.assert_allclose(logits, ab_logits["pairrm"][48:], rtol=0, atol=0)
 
@@ -234,7 +245,9 @@ def test_pytorch_model_bin_loads_and_missing_keys_keep_the_backbone(tmp_path, go
     torch.testing.assert_close(ranker.backbone.encoder.LayerNorm.weight, state[dropped], rtol=0, atol=0)
     pair = golden["pairs"][0]
     encoded = [ranker.encoder.encode_record_texts(pair["source"], [pair["candidate_a"], pair["candidate_b"]])]
-    np.testing.assert_allclose(score_pairs(ranker, encoded, [(0, 0, 1)], ONE_BY_ONE), ab_logits["pairrm"][:1], atol=1e-6)
+    np.testing.assert_allclose(
+        score_pairs(ranker, encoded, [(0, 0, 1)], ONE_BY_ONE), ab_logits["pairrm"][:1], atol=1e-6
+    )
 
 
 def test_model_name_resolves_against_the_working_directory_then_the_checkpoint(tmp_path, monkeypatch):

@@ -1,0 +1,34 @@
+"""Rank a JSONL file: `blender-rank checkpoint=... input=in.jsonl output=out.jsonl` (see blender/rank_file.py)."""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from omegaconf import DictConfig
+
+from blender.api import Blender
+from blender.cli.common import inference_settings, user_errors
+from blender.rank_file import rank_file
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="rank")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        run(cfg)
+
+
+def run(cfg: DictConfig) -> dict[str, int]:
+    blender = Blender.from_pretrained(cfg.checkpoint, device=cfg.device, inference=inference_settings(cfg.inference),
+                                      backbone=cfg.backbone)  # fmt: skip
+    summary = rank_file(blender, cfg.input, cfg.output, chunk_size=cfg.chunk_size, aggregation=cfg.aggregation,
+                        seed=cfg.seed, show_progress=cfg.show_progress)  # fmt: skip
+    log.info("%s: %d records (%d already there, %d ranked now)", cfg.output, summary["records"], summary["resumed"],
+             summary["ranked"])  # fmt: skip
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Pairwise accuracy on preference pairs: the share of pairs whose chosen answer the ranker prefers.
+
+For a PairRanker a pair counts as right when M[chosen, rejected] − M[rejected, chosen] > 0 (both orders, so
+a lean towards a position cancels); for a pointwise ranker when s_chosen > s_rejected. A tie counts one half.
+Also reported: Longest (the longer answer is taken as chosen), the judges' strongest bias and the bar a ranker
+should clear, with 95% bootstrap intervals over pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from blender.comparisons import pair_margins
+from blender.data.preference import is_preference_record
+from blender.data.schema import Record, RecordError
+from blender.evaluation.ranking import bootstrap_indices, interval
+from blender.rankers.loading import Ranker
+from blender.rankers.predict import InferenceSettings
+
+
+def correct(margins: np.ndarray) -> np.ndarray:
+    """Per pair, 1 when the chosen answer wins, 0 when it loses, 0.5 on a tie."""
+    return np.where(margins > 0, 1.0, np.where(margins < 0, 0.0, 0.5))
+
+
+def preference_margins(ranker: Ranker, records: Sequence[Record], settings: InferenceSettings) -> np.ndarray:
+    """[n] how much the ranker prefers each pair's chosen answer over its rejected one (> 0: right)."""
+    bad = next((r.id for r in records if not is_preference_record(r)), None)
+    if bad is not None:
+        raise RecordError(f"record {bad!r} is not a preference pair (candidates chosen, rejected)")
+    return pair_margins(ranker, records, [(e, 0, 1) for e in range(len(records))], "[A,B]+[B,A]", settings)
+
+
+def pairwise_accuracy(
+    ranker: Ranker,
+    records: Sequence[Record],
+    settings: InferenceSettings | None = None,
+    bootstrap_samples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Pairwise accuracy of a ranker on preference pairs, with Longest beside it.
+
+    Returns:
+        {"pairwise_accuracy", "interval", "longest_accuracy", "longest_interval", "n_pairs", "ties"}.
+    """
+    settings = settings or InferenceSettings(show_progress=False)
+    margins = preference_margins(ranker, records, settings)
+    right = correct(margins)
+    longest = correct(
+        np.array([len(r.candidates[0].text) - len(r.candidates[1].text) for r in records], dtype=float)
+    )
+    indices = bootstrap_indices(len(records), bootstrap_samples, seed)
+    return {
+        "pairwise_accuracy": float(right.mean()),
+        "interval": interval(right, indices),
+        "longest_accuracy": float(longest.mean()),
+        "longest_interval": interval(longest, indices),
+        "n_pairs": len(records),
+        "ties": int((margins == 0).sum()),
+    }
