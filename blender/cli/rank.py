@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -14,7 +15,10 @@ from blender.rank_file import rank_file
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="rank")
+# An absolute path: run as the `blender-rank` console script, Hydra would read a relative one as a package.
+@hydra.main(
+    version_base="1.3", config_path=str(Path(__file__).resolve().parents[2] / "conf"), config_name="rank"
+)
 def main(cfg: DictConfig) -> None:
     with user_errors():
         run(cfg)
