@@ -25,6 +25,7 @@ from blender.data.schema import Record, RecordError
 from blender.evaluation.evaluate import evaluate_ranker_with_methods
 from blender.evaluation.paper_report import report_paper_tables
 from blender.evaluation.paper_tables import available_metrics
+from blender.evaluation.preference import pairwise_accuracy, write_preference_report
 from blender.evaluation.ranking import Method
 from blender.evaluation.report import (
     print_table,
@@ -80,6 +81,8 @@ def evaluate_and_report(
     instead) and, when the split carries reference metrics, Table 2 / Table 3. Shared by `make eval` and the end
     of `make train-ranker`."""
     data = cfg.data
+    if data.get("format", "mixinstruct") == "preference":
+        return evaluate_preference(cfg, ranker, records, split, output_dir, checkpoint)
     best_model = pick_best_model(train, data)
     logits_file = output_dir / f"pair_logits_{data.name}_{split}.npz"
     # `make eval` right after `make train-ranker` reads the same checkpoint's matrices instead of recomputing
@@ -114,6 +117,22 @@ def evaluate_and_report(
     elif cfg.tables.enabled:
         table["paper_tables"] = write_paper_tables(cfg, records, rankers, title, train, split, output_dir)
     return table
+
+
+def evaluate_preference(
+    cfg: DictConfig, ranker: Ranker, records: list[Record], split: str, output_dir: Path, checkpoint: str
+) -> dict:
+    """Pairwise accuracy on preference pairs (and Longest's), written as `pairwise_<data>_<split>.{json,md}`."""
+    result = pairwise_accuracy(ranker, records, inference_settings(cfg.inference), cfg.eval.bootstrap_samples,
+                               cfg.eval.seed)  # fmt: skip
+    label = getattr(ranker, "label", "PairRanker")
+    result.update(method=label, dataset=cfg.data.name, split=split, checkpoint=checkpoint)
+    low, high = result["interval"]
+    title = f"{cfg.data.name} {split}: {label} ({checkpoint})"
+    markdown = write_preference_report(result, output_dir, f"pairwise_{cfg.data.name}_{split}", title)
+    log.info("%s: pairwise accuracy %.3f [%.3f, %.3f] on %d pairs (Longest %.3f); wrote %s", title,
+             result["pairwise_accuracy"], low, high, result["n_pairs"], result["longest_accuracy"], markdown)  # fmt: skip
+    return result
 
 
 def _generation(cfg: DictConfig) -> GenerationSettings | None:

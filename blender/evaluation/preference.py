@@ -9,6 +9,7 @@ should clear, with 95% bootstrap intervals over pairs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from blender.comparisons import pair_margins
 from blender.data.preference import is_preference_record
 from blender.data.schema import Record, RecordError
 from blender.evaluation.ranking import bootstrap_indices, interval
+from blender.files import write_json_atomic, write_text_atomic
 from blender.rankers.loading import Ranker
 from blender.rankers.predict import InferenceSettings
 
@@ -61,3 +63,19 @@ def pairwise_accuracy(
         "n_pairs": len(records),
         "ties": int((margins == 0).sum()),
     }
+
+
+def write_preference_report(result: dict[str, Any], output_dir: Path, name: str, title: str) -> Path:
+    """`<name>.json` and `<name>.md` (a two-row table: the ranker and Longest) in `output_dir`; returns the .md."""
+    write_json_atomic(output_dir / f"{name}.json", result)
+    low, high = result["interval"]
+    long_low, long_high = result["longest_interval"]
+    markdown = "\n".join([
+        f"# {title}", "",
+        f"{result['n_pairs']} preference pairs; 95% bootstrap intervals over pairs; ties count one half "
+        f"({result['ties']} ties).", "",
+        "| Method | Pairwise accuracy |", "|---|---|",
+        f"| {result.get('method', 'ranker')} | {result['pairwise_accuracy']:.3f} [{low:.3f}, {high:.3f}] |",
+        f"| Longest | {result['longest_accuracy']:.3f} [{long_low:.3f}, {long_high:.3f}] |", "",
+    ])  # fmt: skip
+    return write_text_atomic(output_dir / f"{name}.md", markdown)

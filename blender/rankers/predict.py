@@ -46,7 +46,9 @@ def encode_records(ranker: PairRanker, records: Sequence[Record]) -> list[Encode
     """Tokenize every record's source and candidates once."""
     encoder = ranker.encoder
     # The encoder joins instruction and input its own way (PairRM's layouts: with no separator, as trained).
-    return [encoder.encode_record_texts(encoder.record_source(r), [c.text for c in r.candidates]) for r in records]
+    return [
+        encoder.encode_record_texts(encoder.record_source(r), [c.text for c in r.candidates]) for r in records
+    ]
 
 
 def length_sorted_batches(lengths: Sequence[int], max_tokens: int, max_batch_size: int) -> list[list[int]]:
