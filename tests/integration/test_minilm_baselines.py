@@ -41,8 +41,8 @@ def test_short_training_run_on_minilm(ranker, tmp_path):
     blender = Blender.from_pretrained(tmp_path / "best", inference=InferenceSettings(show_progress=False))
     ranks = blender.rank(["Name a prime number."], [["7", "4", "Nine is prime."]])[0]
     assert sorted(ranks)[0] == 1 and len(ranks) == 3
-    assert blender.compare("Name a prime number.", "7", "4") == pytest.approx(
-        -blender.compare("Name a prime number.", "4", "7"), abs=1e-4
+    assert blender.compare("Name a prime number.", "7", "4", return_logits=True) == pytest.approx(
+        -blender.compare("Name a prime number.", "4", "7", return_logits=True), abs=1e-4
     )
 
 
