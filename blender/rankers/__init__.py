@@ -1,11 +1,13 @@
-"""Rankers: PairRanker (pairwise cross-encoder) and the paper's baselines (SummaReranker, SimCLS, MLM-Scoring),
-their losses, backbones, batched inference and checkpoint loading."""
+"""Rankers: PairRanker (pairwise cross-encoder; the released PairRM loads as one) and the paper's baselines
+(SummaReranker, SimCLS, MLM-Scoring), their losses, backbones, batched inference and checkpoint loading."""
 
 from blender.rankers.backbone import BackboneLoadError, build_backbone, load_tokenizer, resolve_name_or_path
 from blender.rankers.loading import RANKER_CLASSES, Ranker, load_ranker
 from blender.rankers.losses import pairwise_logistic_loss, simcls_ranking_loss, summareranker_bce_loss
 from blender.rankers.mlm_scoring import MLMScorer, build_mlm_scorer
-from blender.rankers.pairranker import PairRanker
+from blender.rankers.pairranker import PairRanker, PairRankerConfig
+from blender.rankers.pairrm import CheckpointLoadError, load_pairrm
+from blender.rankers.pairrm_encoding import PairRMEncoder
 from blender.rankers.pointwise import PointwiseRanker, SimCLS, SummaReranker
 from blender.rankers.predict import (
     InferenceSettings,
@@ -19,9 +21,12 @@ from blender.rankers.predict import (
 __all__ = [
     "RANKER_CLASSES",
     "BackboneLoadError",
+    "CheckpointLoadError",
     "InferenceSettings",
     "MLMScorer",
+    "PairRMEncoder",
     "PairRanker",
+    "PairRankerConfig",
     "PointwiseRanker",
     "Ranker",
     "SimCLS",
@@ -32,6 +37,7 @@ __all__ = [
     "encode_records",
     "full_matrices",
     "length_sorted_batches",
+    "load_pairrm",
     "load_ranker",
     "load_tokenizer",
     "pairwise_logistic_loss",

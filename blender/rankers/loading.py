@@ -33,8 +33,10 @@ def checkpoint_folder(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path)
     if path.is_dir():
         return path
-    if path.exists() or os.path.isabs(name_or_path) or str(name_or_path).startswith("."):
-        raise FileNotFoundError(f"{name_or_path}: not a checkpoint folder")
+    name = str(name_or_path)
+    # A hub id is "name" or "owner/name"; anything else that is not a folder is a path that does not exist.
+    if path.exists() or os.path.isabs(name) or name.startswith(".") or name.count("/") > 1:
+        raise FileNotFoundError(f"{name}: not a ranker checkpoint (no such folder)")
     from huggingface_hub import snapshot_download  # only on the hub path
 
     repo_id = str(name_or_path)

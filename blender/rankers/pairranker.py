@@ -384,14 +384,22 @@ class PairRanker(PreTrainedModel):
 
     @classmethod
     def load(cls, directory: str | os.PathLike, map_location: str = "cpu") -> PairRanker:
-        """Rebuild a ranker from a folder written by `save` / `save_pretrained`, or by blender before PairRanker
-        was a `PreTrainedModel` (`ranker_config.json` beside the backbone's `config.json`)."""
+        """Rebuild a ranker from a folder written by `save` / `save_pretrained`, by blender before PairRanker
+        was a `PreTrainedModel` (`ranker_config.json` beside the backbone's `config.json`), or of a released
+        PairRM layout."""
         directory = Path(directory)
         if not (directory / RANKER_CONFIG_FILE).is_file():
-            if not (directory / "config.json").is_file():
+            config_file = directory / "config.json"
+            if not config_file.is_file():
                 raise FileNotFoundError(
                     f"{directory}: not a ranker checkpoint (no config.json or {RANKER_CONFIG_FILE})"
                 )
+            if json.loads(config_file.read_text()).get("model_type") != PairRankerConfig.model_type:
+                # Another layout (a released PairRM): the loader that knows them all, imported here because
+                # it imports this module.
+                from blender.rankers.loading import load_ranker
+
+                return load_ranker(directory, map_location=map_location)
             return cls.from_pretrained(directory).to(map_location).eval()
         settings = json.loads((directory / RANKER_CONFIG_FILE).read_text())
         kind = settings.pop("ranker", "pairranker")

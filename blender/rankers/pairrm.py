@@ -176,18 +176,25 @@ def _load_pairrm_layout(folder: Path, config: dict[str, Any], backbone: str | No
     state = map_keys(state, folder)
     # Built at the tokenizer's size straight away: the resize `loadranker` does (rows 128100 -> 128005).
     backbone_config.vocab_size = len(tokenizer)
-    if complete:
-        encoder = AutoModel.from_config(backbone_config)
-    else:
-        # pytorch_model.bin is loaded with strict=False: what it lacks keeps the pretrained backbone's values.
-        encoder = AutoModel.from_pretrained(name)
-        encoder.resize_token_embeddings(len(tokenizer))
+    encoder = AutoModel.from_config(backbone_config)
     ranker = PairRanker(
         encoder, tokenizer, task_names=task_names(int(config["n_tasks"])), dropout=float(config.get("drop_out", 0.05)),
         source_max_length=int(config["source_maxlength"]), candidate_max_length=int(config["candidate_maxlength"]),
         pooling="marker", input_format="pairrm", head_bias="head.4.bias" in state,
     )  # fmt: skip
-    _load_weights(ranker, state, strict=complete, where=folder)
+    missing = _load_weights(ranker, state, strict=complete, where=folder)
+    if missing:
+        # pytorch_model.bin is loaded with strict=False: what it lacks keeps the pretrained backbone's values.
+        try:
+            pretrained = AutoModel.from_pretrained(name)
+        except (OSError, ValueError) as error:
+            raise _hub_error("backbone", name, error) from error
+        pretrained.resize_token_embeddings(len(tokenizer))
+        values = {f"backbone.{k}": v for k, v in pretrained.state_dict().items()}
+        absent = [k for k in missing if k not in values]
+        if absent:
+            raise CheckpointLoadError(f"{folder}: neither pytorch_model.bin nor {name} has {absent[:5]}")
+        ranker.load_state_dict({k: values[k] for k in missing}, strict=False)
     return ranker
 
 
@@ -228,10 +235,16 @@ def _backbone_config(config: PretrainedConfig) -> PretrainedConfig:
     return type(config).from_dict(settings)
 
 
-def _load_weights(ranker: PairRanker, state: dict[str, torch.Tensor], strict: bool, where: Path) -> None:
+def _load_weights(ranker: PairRanker, state: dict[str, torch.Tensor], strict: bool, where: Path) -> list[str]:
+    """Load `state`; returns the keys it lacks (an error when `strict`)."""
     result = ranker.load_state_dict(state, strict=False)
     if result.unexpected_keys:
-        raise CheckpointLoadError(f"{where}: weights the ranker does not have: {result.unexpected_keys[:5]}")
+        if strict:
+            raise CheckpointLoadError(
+                f"{where}: weights the ranker does not have: {result.unexpected_keys[:5]}"
+            )
+        log.warning("%s: ignoring %d weights the ranker does not have (strict=False, as the original): %s", where,
+                    len(result.unexpected_keys), result.unexpected_keys[:5])  # fmt: skip
     if result.missing_keys:
         if strict:
             raise CheckpointLoadError(
@@ -239,3 +252,4 @@ def _load_weights(ranker: PairRanker, state: dict[str, torch.Tensor], strict: bo
             )
         log.warning("%s: %d keys not in pytorch_model.bin keep the pretrained backbone's values: %s", where,
                     len(result.missing_keys), result.missing_keys[:5])  # fmt: skip
+    return list(result.missing_keys)

@@ -60,7 +60,10 @@ def test_an_implicit_text_prompt_is_the_common_beginning():
             {"prompt": "p", "chosen": "a", "rejected": 3},
             r"f:7: 'rejected' must be a string or a list of messages",
         ),
-        ({"prompt": "p", "chosen": "a", "rejected": [{"role": "assistant", "content": "b"}]}, "must both be strings"),
+        (
+            {"prompt": "p", "chosen": "a", "rejected": [{"role": "assistant", "content": "b"}]},
+            "must both be strings",
+        ),
         ({"chosen": "yes", "rejected": "no"}, "share no beginning"),
         ({"prompt": "p", "chosen": " ", "rejected": "b"}, "empty chosen or rejected"),
         (

@@ -44,7 +44,9 @@ def test_checkpoint_ranks_through_the_python_api(trained):
     )
     assert sorted(ranks[0]) in ([1, 2, 3], [1, 1, 3], [1, 2, 2], [1, 1, 1]) and len(ranks[1]) == 2
     margin = blender.compare("Name a prime number.", "7", "4", return_logits=True)
-    assert margin == pytest.approx(-blender.compare("Name a prime number.", "4", "7", return_logits=True), abs=1e-5)
+    assert margin == pytest.approx(
+        -blender.compare("Name a prime number.", "4", "7", return_logits=True), abs=1e-5
+    )
     best = blender.rank(["Name a prime number."], [["7", "4", "Nine is prime."]], aggregation="bubble")[0]
     assert best.count(1) == 1
 
