@@ -11,7 +11,8 @@ The methods follow llm-blender's `Blender` so code can switch: `rank`, `rank_wit
 `compare_conversations`, `best_of_n` / `worst_of_n` (also as `get_best_of_n` / `get_worst_of_n`), `n_generate`,
 `best_of_n_generate`, `fuse`, `rank_and_fuse`. Where they differ: the first argument is the instruction and
 `inputs=` the optional input (llm-blender's `rank(inputs, candidates, instructions=I)` is `rank(I, candidates,
-inputs=inputs)` here; both join them as instruction then input); scores come back as lists, one per
+inputs=inputs)` here; the source is the instruction then the input, joined with no separator for PairRM's
+layouts, as llm-blender does, and with a newline for blender's own rankers, as they were trained); scores come back as lists, one per
 instruction, so instructions may have different numbers of candidates; `compare(mode="[B,A]")` is oriented
 like the other modes (> 0: A better), where llm-blender returns the raw [B,A] logit; the bubble run's starting
 order is seeded (`seed=`).
