@@ -204,8 +204,10 @@ class Blender:
             instructions, candidates_a, candidates_b = [instructions], [candidates_a], [candidates_b]
             inputs = [inputs] if isinstance(inputs, str) else inputs
         if not len(instructions) == len(candidates_a) == len(candidates_b):
-            raise ValueError(f"{len(instructions)} instructions, {len(candidates_a)} candidates_a and "
-                             f"{len(candidates_b)} candidates_b: they must be as many")  # fmt: skip
+            raise ValueError(
+                f"{len(instructions)} instructions, {len(candidates_a)} candidates_a and "
+                f"{len(candidates_b)} candidates_b: they must be as many"
+            )
         records = as_records(
             instructions, [[a, b] for a, b in zip(candidates_a, candidates_b, strict=True)], inputs
         )
@@ -233,8 +235,15 @@ class Blender:
             [n] margins, or whether conversation a is better.
         """
         instructions, inputs, texts_a, texts_b = conversation_pairs(conversations_a, conversations_b)
-        return self.compare(instructions, texts_a, texts_b, inputs, return_logits=return_logits, mode=mode,
-                            batch_size=batch_size)  # fmt: skip
+        return self.compare(
+            instructions,
+            texts_a,
+            texts_b,
+            inputs,
+            return_logits=return_logits,
+            mode=mode,
+            batch_size=batch_size,
+        )
 
     # ---------------------------------------------------------------- best of n
     def best_of_n(
@@ -304,9 +313,17 @@ class Blender:
     ) -> list[list[str]]:
         """Sample n answers per instruction from a transformers model or a vLLM `LLM` (see `blender.sampling`)."""
         prompts = build_prompts(instructions, inputs, model_tokenizer, chat_template)
-        return sample_candidates(model, model_tokenizer, prompts, n=n, sampling_mode=sampling_mode,
-                                 batch_size=batch_size, show_progress=self.inference.show_progress,
-                                 add_special_tokens=not chat_template, **generate_kwargs)  # fmt: skip
+        return sample_candidates(
+            model,
+            model_tokenizer,
+            prompts,
+            n=n,
+            sampling_mode=sampling_mode,
+            batch_size=batch_size,
+            show_progress=self.inference.show_progress,
+            add_special_tokens=not chat_template,
+            **generate_kwargs,
+        )
 
     def best_of_n_generate(
         self,
@@ -333,10 +350,20 @@ class Blender:
         Returns:
             Per instruction, the best sample (or all samples, best first).
         """
-        samples = self.n_generate(model, model_tokenizer, instructions, inputs, n=n, sampling_mode=sampling_mode,
-                                  batch_size=batch_size, chat_template=chat_template, **generate_kwargs)  # fmt: skip
-        return self.best_of_n(instructions, samples, inputs, pairrm_cmp_type=pairrm_cmp_type, return_all=return_all,
-                              seed=seed)  # fmt: skip
+        samples = self.n_generate(
+            model,
+            model_tokenizer,
+            instructions,
+            inputs,
+            n=n,
+            sampling_mode=sampling_mode,
+            batch_size=batch_size,
+            chat_template=chat_template,
+            **generate_kwargs,
+        )
+        return self.best_of_n(
+            instructions, samples, inputs, pairrm_cmp_type=pairrm_cmp_type, return_all=return_all, seed=seed
+        )
 
     # ---------------------------------------------------------------- fusion
     def fuse(
@@ -358,8 +385,9 @@ class Blender:
             raise ValueError("this Blender has no fuser: Blender.from_pretrained(..., fuser_checkpoint=DIR)")
         if len(instructions) != len(topk_candidates):
             raise ValueError(f"{len(instructions)} instructions but {len(topk_candidates)} candidate lists")
-        return self.fuser.generate(instructions, list(inputs) if inputs is not None else [""] * len(instructions),
-                                   topk_candidates)  # fmt: skip
+        return self.fuser.generate(
+            instructions, list(inputs) if inputs is not None else [""] * len(instructions), topk_candidates
+        )
 
     def rank_and_fuse(
         self,
@@ -375,8 +403,10 @@ class Blender:
             One fused answer per example.
         """
         ranks = self.rank(instructions, candidates, inputs, aggregation)
-        topk = [[texts[i] for i in sorted(range(len(texts)), key=lambda i: r[i])[:top_k]]
-                for texts, r in zip(candidates, ranks, strict=True)]  # fmt: skip
+        topk = [
+            [texts[i] for i in sorted(range(len(texts)), key=lambda i: r[i])[:top_k]]
+            for texts, r in zip(candidates, ranks, strict=True)
+        ]
         return self.fuse(instructions, topk, inputs)
 
 

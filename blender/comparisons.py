@@ -38,10 +38,15 @@ def as_records(
             raise ValueError(
                 f"instruction {k}: need a list of at least {min_candidates} candidates, got {texts!r:.80}"
             )
-        records.append(Record(
-            id=str(k), instruction=instruction, input=inputs[k] if inputs is not None else "", output="",
-            candidates=[Candidate(model=f"candidate_{i}", text=t) for i, t in enumerate(texts)],
-        ))  # fmt: skip
+        records.append(
+            Record(
+                id=str(k),
+                instruction=instruction,
+                input=inputs[k] if inputs is not None else "",
+                output="",
+                candidates=[Candidate(model=f"candidate_{i}", text=t) for i, t in enumerate(texts)],
+            )
+        )
     return records
 
 
@@ -62,8 +67,10 @@ def reference_text(texts: Sequence[str], mode: str) -> str:
 
 def with_reference(records: Sequence[Record], references: Sequence[str]) -> list[Record]:
     """Each record with its reference appended as one more candidate (index n)."""
-    return [dataclasses.replace(r, candidates=[*r.candidates, Candidate(model="reference", text=ref)])
-            for r, ref in zip(records, references, strict=True)]  # fmt: skip
+    return [
+        dataclasses.replace(r, candidates=[*r.candidates, Candidate(model="reference", text=ref)])
+        for r, ref in zip(records, references, strict=True)
+    ]
 
 
 def candidate_scores(

@@ -46,8 +46,11 @@ def conversation_pairs(
         _check(b, f"conversations_b[{k}]")
         if len(a) != len(b) or any(a[i]["content"] != b[i]["content"] for i in range(0, len(a), 2)):
             raise ValueError(f"conversation {k}: a and b must have the same user turns")
-        inputs.append("\n".join(f"USER: {a[i]['content']}\nAssistant: <Response {i // 2 + 1}>"
-                                for i in range(0, len(a), 2)))  # fmt: skip
+        inputs.append(
+            "\n".join(
+                f"USER: {a[i]['content']}\nAssistant: <Response {i // 2 + 1}>" for i in range(0, len(a), 2)
+            )
+        )
         for turns, texts in ((a, texts_a), (b, texts_b)):
             texts.append(
                 "\n".join(f"<Response {i // 2 + 1}>: {turns[i]['content']}" for i in range(1, len(turns), 2))

@@ -53,8 +53,11 @@ def parse_line(raw: Any, where: str, line_no: int) -> RankItem:
         raise RankFileError(f"{where}: expected a JSON object, got {type(raw).__name__}")
     instruction = raw.get("instruction")
     if not isinstance(instruction, str):
-        raise RankFileError(f"{where}: 'instruction' must be a string" if "instruction" in raw
-                            else f"{where}: no 'instruction'")  # fmt: skip
+        raise RankFileError(
+            f"{where}: 'instruction' must be a string"
+            if "instruction" in raw
+            else f"{where}: no 'instruction'"
+        )
     input_text = raw.get("input", "")
     if not isinstance(input_text, str):
         raise RankFileError(f"{where}: 'input' must be a string")
@@ -196,8 +199,12 @@ def _write_chunk(blender: Blender, chunk: list[RankItem], out, aggregation: str,
     lines = []
     for item, values in zip(chunk, scores, strict=True):
         ranks = competition_ranks(values).tolist()
-        lines.append(json.dumps({"id": item.id, "ranks": ranks, "scores": values, "best": ranks.index(1)},
-                                ensure_ascii=False) + "\n")  # fmt: skip
+        lines.append(
+            json.dumps(
+                {"id": item.id, "ranks": ranks, "scores": values, "best": ranks.index(1)}, ensure_ascii=False
+            )
+            + "\n"
+        )
     # One write per chunk, on disk before the next chunk starts: a kill cuts at most the chunk being written.
     out.write("".join(lines))
     out.flush()

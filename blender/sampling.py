@@ -30,14 +30,20 @@ def build_prompts(
     """One prompt per instruction: "instruction\\ninput" (or the instruction alone), optionally chat-templated."""
     if inputs is not None and len(inputs) != len(instructions):
         raise ValueError(f"{len(instructions)} instructions but {len(inputs)} inputs")
-    texts = [f"{x}\n{y}" if inputs is not None and y else x
-             for x, y in zip(instructions, inputs if inputs is not None else [""] * len(instructions), strict=True)]  # fmt: skip
+    texts = [
+        f"{x}\n{y}" if inputs is not None and y else x
+        for x, y in zip(instructions, inputs if inputs is not None else [""] * len(instructions), strict=True)
+    ]
     if not chat_template:
         return texts
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         raise ValueError("chat_template=True needs a tokenizer with a chat template")
-    return [tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
-                                          add_generation_prompt=True) for t in texts]  # fmt: skip
+    return [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True
+        )
+        for t in texts
+    ]
 
 
 def sampling_kwargs(sampling_mode: str | None, generate_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -110,11 +116,16 @@ def sample_candidates(
         with torch.inference_mode():
             starts = range(0, len(prompts), batch_size)
             for start in tqdm(starts, desc="sampling", disable=not show_progress, leave=False):
-                batch = tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True,
-                                  add_special_tokens=add_special_tokens)  # fmt: skip
+                batch = tokenizer(
+                    list(prompts[start : start + batch_size]),
+                    return_tensors="pt",
+                    padding=True,
+                    add_special_tokens=add_special_tokens,
+                )
                 batch = {k: v.to(model.device) for k, v in batch.items()}
-                ids = model.generate(**batch, num_return_sequences=n, pad_token_id=tokenizer.pad_token_id,
-                                     **settings)  # fmt: skip
+                ids = model.generate(
+                    **batch, num_return_sequences=n, pad_token_id=tokenizer.pad_token_id, **settings
+                )
                 if decoder_only:
                     ids = ids[:, batch["input_ids"].shape[1] :]
                 texts = tokenizer.batch_decode(ids, skip_special_tokens=True)

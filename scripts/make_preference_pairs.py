@@ -25,9 +25,18 @@ def pairs(path: Path, signal: str, max_chars: int, limit: int) -> list[dict]:
         worst, best = ordered[0], ordered[-1]
         if best.scores[signal] <= worst.scores[signal] or max(len(best.text), len(worst.text)) > max_chars:
             continue
-        rows.append({"id": record.id, "prompt": record.source, "chosen": best.text, "rejected": worst.text,
-                     "chosen_model": best.model, "rejected_model": worst.model,
-                     f"chosen_{signal}": best.scores[signal], f"rejected_{signal}": worst.scores[signal]})  # fmt: skip
+        rows.append(
+            {
+                "id": record.id,
+                "prompt": record.source,
+                "chosen": best.text,
+                "rejected": worst.text,
+                "chosen_model": best.model,
+                "rejected_model": worst.model,
+                f"chosen_{signal}": best.scores[signal],
+                f"rejected_{signal}": worst.scores[signal],
+            }
+        )
         if len(rows) == limit:
             break
     return rows

@@ -89,9 +89,16 @@ def evaluate_and_report(
     # them (minutes on a CPU); any change of records, weights or precision recomputes.
     saved = read_pair_logits(logits_file, records, checkpoint, cfg.inference.mixed_precision)
     table, rankers, matrices = evaluate_ranker_with_methods(
-        ranker, records, best_model, data.oracle, list(cfg.eval.aggregations), inference_settings(cfg.inference),
-        cfg.eval.bootstrap_samples, cfg.eval.seed, saved_logits=saved,
-    )  # fmt: skip
+        ranker,
+        records,
+        best_model,
+        data.oracle,
+        list(cfg.eval.aggregations),
+        inference_settings(cfg.inference),
+        cfg.eval.bootstrap_samples,
+        cfg.eval.seed,
+        saved_logits=saved,
+    )
     table.update(dataset=data.name, split=split, checkpoint=checkpoint)
     title = f"{data.name} {split}: {getattr(ranker, 'label', 'PairRanker')} ({checkpoint})"
     print_table(table, title)
@@ -104,16 +111,31 @@ def evaluate_and_report(
         seconds = first.seconds * forward_passes("max_logits", n_candidates) / first.forward_passes
         write_pair_logits(logits_file, ids, models, matrices, seconds, cfg.inference.mixed_precision)
     else:
-        write_candidate_scores(output_dir / f"candidate_scores_{data.name}_{split}.npz", ids, models,
-                               list(rankers[0].scores))  # fmt: skip
+        write_candidate_scores(
+            output_dir / f"candidate_scores_{data.name}_{split}.npz", ids, models, list(rankers[0].scores)
+        )
     log.info("wrote %s", markdown)
     if cfg.get("fuser_checkpoint"):
         # The fused row: the fuser reads this ranker's top-K (MaxLogits, the paper's) of the eval split.
-        pick = next(m for m in rankers if m.name.endswith("max_logits")) if any(
-            m.name.endswith("max_logits") for m in rankers) else rankers[0]  # fmt: skip
+        pick = (
+            next(m for m in rankers if m.name.endswith("max_logits"))
+            if any(m.name.endswith("max_logits") for m in rankers)
+            else rankers[0]
+        )
         fuser = GenFuser.load(cfg.fuser_checkpoint, _generation(cfg))
-        table["fused"] = report_fused(cfg, fuser, str(cfg.fuser_checkpoint), records, rankings_from_scores(pick.scores),
-                                      cfg.fuse.k, "ranker", rankers, train, split, output_dir)  # fmt: skip
+        table["fused"] = report_fused(
+            cfg,
+            fuser,
+            str(cfg.fuser_checkpoint),
+            records,
+            rankings_from_scores(pick.scores),
+            cfg.fuse.k,
+            "ranker",
+            rankers,
+            train,
+            split,
+            output_dir,
+        )
     elif cfg.tables.enabled:
         table["paper_tables"] = write_paper_tables(cfg, records, rankers, title, train, split, output_dir)
     return table
@@ -123,15 +145,24 @@ def evaluate_preference(
     cfg: DictConfig, ranker: Ranker, records: list[Record], split: str, output_dir: Path, checkpoint: str
 ) -> dict:
     """Pairwise accuracy on preference pairs (and Longest's), written as `pairwise_<data>_<split>.{json,md}`."""
-    result = pairwise_accuracy(ranker, records, inference_settings(cfg.inference), cfg.eval.bootstrap_samples,
-                               cfg.eval.seed)  # fmt: skip
+    result = pairwise_accuracy(
+        ranker, records, inference_settings(cfg.inference), cfg.eval.bootstrap_samples, cfg.eval.seed
+    )
     label = getattr(ranker, "label", "PairRanker")
     result.update(method=label, dataset=cfg.data.name, split=split, checkpoint=checkpoint)
     low, high = result["interval"]
     title = f"{cfg.data.name} {split}: {label} ({checkpoint})"
     markdown = write_preference_report(result, output_dir, f"pairwise_{cfg.data.name}_{split}", title)
-    log.info("%s: pairwise accuracy %.3f [%.3f, %.3f] on %d pairs (Longest %.3f); wrote %s", title,
-             result["pairwise_accuracy"], low, high, result["n_pairs"], result["longest_accuracy"], markdown)  # fmt: skip
+    log.info(
+        "%s: pairwise accuracy %.3f [%.3f, %.3f] on %d pairs (Longest %.3f); wrote %s",
+        title,
+        result["pairwise_accuracy"],
+        low,
+        high,
+        result["n_pairs"],
+        result["longest_accuracy"],
+        markdown,
+    )
     return result
 
 
@@ -227,15 +258,30 @@ def write_paper_tables(
         scored = fused.attach(scored, metrics)
         extra_outputs = {fused.row_name: FUSED_FIELD}
     if not available_metrics(scored, metric_keys):
-        log.info("no reference-metric scores %s on %s %s: Table 2 / Table 3 skipped (make score, then "
-                 "tables.scores_path=outputs/scores/%s)", tables["metrics"], data.name, split, data.name)  # fmt: skip
+        log.info(
+            "no reference-metric scores %s on %s %s: Table 2 / Table 3 skipped (make score, then "
+            "tables.scores_path=outputs/scores/%s)",
+            tables["metrics"],
+            data.name,
+            split,
+            data.name,
+        )
         return None
     named = choose_named_models(data, tables["named_models"], scored, train)
     report = report_paper_tables(
-        scored, data.oracle, named, output_dir, f"{data.name}_{split}", title, dataset=data.name,
-        rankers=rankers, metric_keys=metric_keys, extra_outputs=extra_outputs,
-        n_boot=cfg.eval.bootstrap_samples, seed=cfg.eval.seed,
-    )  # fmt: skip
+        scored,
+        data.oracle,
+        named,
+        output_dir,
+        f"{data.name}_{split}",
+        title,
+        dataset=data.name,
+        rankers=rankers,
+        metric_keys=metric_keys,
+        extra_outputs=extra_outputs,
+        n_boot=cfg.eval.bootstrap_samples,
+        seed=cfg.eval.seed,
+    )
     log.info("wrote %s", ", ".join(report["files"]))
     return report
 

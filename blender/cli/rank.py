@@ -25,12 +25,25 @@ def main(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, int]:
-    blender = Blender.from_pretrained(cfg.checkpoint, device=cfg.device, inference=inference_settings(cfg.inference),
-                                      backbone=cfg.backbone)  # fmt: skip
-    summary = rank_file(blender, cfg.input, cfg.output, chunk_size=cfg.chunk_size, aggregation=cfg.aggregation,
-                        seed=cfg.seed, show_progress=cfg.show_progress)  # fmt: skip
-    log.info("%s: %d records (%d already there, %d ranked now)", cfg.output, summary["records"], summary["resumed"],
-             summary["ranked"])  # fmt: skip
+    blender = Blender.from_pretrained(
+        cfg.checkpoint, device=cfg.device, inference=inference_settings(cfg.inference), backbone=cfg.backbone
+    )
+    summary = rank_file(
+        blender,
+        cfg.input,
+        cfg.output,
+        chunk_size=cfg.chunk_size,
+        aggregation=cfg.aggregation,
+        seed=cfg.seed,
+        show_progress=cfg.show_progress,
+    )
+    log.info(
+        "%s: %d records (%d already there, %d ranked now)",
+        cfg.output,
+        summary["records"],
+        summary["resumed"],
+        summary["ranked"],
+    )
     return summary
 
 

@@ -41,19 +41,33 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # `make eval` and inference rank them, so the fused row reads the same top-K everywhere.
     full = replace(topk, pair_orders="both")
     val_rankings, val_source = ranker_rankings(val, data.val_split, data.name, full, inference)
-    log.info("top-K (K=%d, %s): train %s, val %s", topk.k, topk.selection, train_source.get("source"),
-             val_source.get("source"))  # fmt: skip
+    log.info(
+        "top-K (K=%d, %s): train %s, val %s",
+        topk.k,
+        topk.selection,
+        train_source.get("source"),
+        val_source.get("source"),
+    )
     # Before the model: its new weights (cross-attention, or all of a random config) are drawn here.
     set_seed(cfg.trainer.seed)
     fuser: GenFuser = instantiate(cfg.fuser, _convert_="all")
     output_dir = Path(cfg.output_dir)
     summary = train_fuser(
-        fuser, fuser_examples(fuser, train, train_rankings, topk.k), fuser_examples(fuser, val, val_rankings, topk.k),
-        TrainSettings(**to_dict(cfg.trainer)), output_dir, shuffle_candidates=cfg.shuffle_candidates,
-        logger=LoggerSettings(**to_dict(cfg.logger)), run_config=to_dict(cfg),
-    )  # fmt: skip
-    log.info("training done: best %s = %s at epoch %s", cfg.trainer.best_metric, summary["best_value"],
-             summary["best_epoch"])  # fmt: skip
+        fuser,
+        fuser_examples(fuser, train, train_rankings, topk.k),
+        fuser_examples(fuser, val, val_rankings, topk.k),
+        TrainSettings(**to_dict(cfg.trainer)),
+        output_dir,
+        shuffle_candidates=cfg.shuffle_candidates,
+        logger=LoggerSettings(**to_dict(cfg.logger)),
+        run_config=to_dict(cfg),
+    )
+    log.info(
+        "training done: best %s = %s at epoch %s",
+        cfg.trainer.best_metric,
+        summary["best_value"],
+        summary["best_epoch"],
+    )
     if cfg.evaluate_after_training and (output_dir / "best").is_dir():
         if data.eval_split == data.val_split:
             records, rankings, source = val, val_rankings, val_source
@@ -67,9 +81,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 Method(f"PairRanker + {topk.aggregation}", scores=[np.asarray(s) for s in source["scores"]])
             ]
         summary["eval"] = report_fused(
-            cfg, best, str(output_dir / "best"), records, rankings, topk.k, topk.selection, rankers, train,
-            data.eval_split, output_dir / "eval",
-        )  # fmt: skip
+            cfg,
+            best,
+            str(output_dir / "best"),
+            records,
+            rankings,
+            topk.k,
+            topk.selection,
+            rankers,
+            train,
+            data.eval_split,
+            output_dir / "eval",
+        )
     return summary
 
 

@@ -88,8 +88,10 @@ def parse_preference(raw: Any, where: str, default_id: str) -> Record:
             )
     if not isinstance(prompt, str | list):
         raise RecordError(f"{where}: 'prompt' must be a string or a list of messages")
-    texts = {name: _text(value, f"{where}: {name!r}") for name, value in
-             (("prompt", prompt), (CHOSEN, chosen), (REJECTED, rejected))}  # fmt: skip
+    texts = {
+        name: _text(value, f"{where}: {name!r}")
+        for name, value in (("prompt", prompt), (CHOSEN, chosen), (REJECTED, rejected))
+    }
     if not texts[CHOSEN].strip() or not texts[REJECTED].strip():
         raise RecordError(f"{where}: an empty chosen or rejected answer")
     raw_id = raw.get("id", default_id)
@@ -97,11 +99,16 @@ def parse_preference(raw: Any, where: str, default_id: str) -> Record:
         raise RecordError(f"{where}: 'id' must be a string or an integer")
     extra = {k: v for k, v in raw.items() if k not in ("id", "prompt", CHOSEN, REJECTED)}
     return Record(
-        id=str(raw_id), instruction=texts["prompt"], input="", output="",
-        candidates=[Candidate(model=CHOSEN, text=texts[CHOSEN], scores={PREFERENCE_SIGNAL: 1.0}),
-                    Candidate(model=REJECTED, text=texts[REJECTED], scores={PREFERENCE_SIGNAL: 0.0})],
+        id=str(raw_id),
+        instruction=texts["prompt"],
+        input="",
+        output="",
+        candidates=[
+            Candidate(model=CHOSEN, text=texts[CHOSEN], scores={PREFERENCE_SIGNAL: 1.0}),
+            Candidate(model=REJECTED, text=texts[REJECTED], scores={PREFERENCE_SIGNAL: 0.0}),
+        ],
         extra=extra,
-    )  # fmt: skip
+    )
 
 
 def is_preference_record(record: Record) -> bool:
@@ -144,8 +151,15 @@ def read_preference_jsonl(path: str | os.PathLike, limit: int | None = None) -> 
 
 def preference_records(dataset: Any, label: str = "dataset", limit: int | None = None) -> list[Record]:
     """Pairs from a `datasets.Dataset` (or any sequence of rows) in TRL's preference format."""
-    rows = dataset if limit is None else (dataset.select(range(min(limit, len(dataset)))) if hasattr(dataset, "select")
-                                          else list(dataset)[:limit])  # fmt: skip
+    rows = (
+        dataset
+        if limit is None
+        else (
+            dataset.select(range(min(limit, len(dataset))))
+            if hasattr(dataset, "select")
+            else list(dataset)[:limit]
+        )
+    )
     records = [
         parse_preference(row, f"{label} row {i}", default_id=f"{label}/{i}") for i, row in enumerate(rows)
     ]

@@ -70,12 +70,18 @@ def write_preference_report(result: dict[str, Any], output_dir: Path, name: str,
     write_json_atomic(output_dir / f"{name}.json", result)
     low, high = result["interval"]
     long_low, long_high = result["longest_interval"]
-    markdown = "\n".join([
-        f"# {title}", "",
-        f"{result['n_pairs']} preference pairs; 95% bootstrap intervals over pairs; ties count one half "
-        f"({result['ties']} ties).", "",
-        "| Method | Pairwise accuracy |", "|---|---|",
-        f"| {result.get('method', 'ranker')} | {result['pairwise_accuracy']:.3f} [{low:.3f}, {high:.3f}] |",
-        f"| Longest | {result['longest_accuracy']:.3f} [{long_low:.3f}, {long_high:.3f}] |", "",
-    ])  # fmt: skip
+    markdown = "\n".join(
+        [
+            f"# {title}",
+            "",
+            f"{result['n_pairs']} preference pairs; 95% bootstrap intervals over pairs; ties count one half "
+            f"({result['ties']} ties).",
+            "",
+            "| Method | Pairwise accuracy |",
+            "|---|---|",
+            f"| {result.get('method', 'ranker')} | {result['pairwise_accuracy']:.3f} [{low:.3f}, {high:.3f}] |",
+            f"| Longest | {result['longest_accuracy']:.3f} [{long_low:.3f}, {long_high:.3f}] |",
+            "",
+        ]
+    )
     return write_text_atomic(output_dir / f"{name}.md", markdown)

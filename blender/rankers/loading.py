@@ -20,8 +20,12 @@ from blender.rankers.pairrm import CheckpointLoadError, load_pairrm, pairrm_layo
 from blender.rankers.pointwise import PointwiseRanker, SimCLS, SummaReranker
 
 # `ranker=<name>` in config, and the "ranker" field every checkpoint's ranker_config.json carries.
-RANKER_CLASSES = {"pairranker": PairRanker, "summareranker": SummaReranker, "simcls": SimCLS,
-                  "mlm_scoring": MLMScorer}  # fmt: skip
+RANKER_CLASSES = {
+    "pairranker": PairRanker,
+    "summareranker": SummaReranker,
+    "simcls": SimCLS,
+    "mlm_scoring": MLMScorer,
+}
 Ranker = PairRanker | PointwiseRanker
 # What a hub checkpoint needs: configs, tokenizer files, weights (pytorch_model.bin only when no safetensors).
 HUB_PATTERNS = ["*.json", "*.model", "*.txt", "*.safetensors"]

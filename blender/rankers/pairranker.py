@@ -194,10 +194,18 @@ class PairRanker(PreTrainedModel):
         built_here = not isinstance(backbone, PairRankerConfig)
         if built_here:
             config = self._prepare(
-                backbone, tokenizer, task_names=task_names, dropout=dropout, source_max_length=source_max_length,
-                candidate_max_length=candidate_max_length, truncation=truncation, length_hint=length_hint,
-                pooling=pooling, input_format=input_format, head_bias=head_bias,
-            )  # fmt: skip
+                backbone,
+                tokenizer,
+                task_names=task_names,
+                dropout=dropout,
+                source_max_length=source_max_length,
+                candidate_max_length=candidate_max_length,
+                truncation=truncation,
+                length_hint=length_hint,
+                pooling=pooling,
+                input_format=input_format,
+                head_bias=head_bias,
+            )
         else:  # the Hugging Face path: from_pretrained / from_config build the encoder from its config
             config = backbone
             backbone = AutoModel.from_config(config.backbone_config)
@@ -242,8 +250,10 @@ class PairRanker(PreTrainedModel):
             prepare_backbone(backbone, tokenizer)
         else:
             if settings["truncation"] != "head" or settings["length_hint"]:
-                raise ValueError(f"input_format={input_format!r} has its own truncation: truncation must be "
-                                 "'head' and length_hint false")  # fmt: skip
+                raise ValueError(
+                    f"input_format={input_format!r} has its own truncation: truncation must be "
+                    "'head' and length_hint false"
+                )
             add_pairrm_tokens(tokenizer)
             if backbone.get_input_embeddings().weight.shape[0] != len(tokenizer):
                 # As `load_ranker` in llm-blender: the embeddings take the tokenizer's size, shrinking when the
@@ -276,11 +286,20 @@ class PairRanker(PreTrainedModel):
                 f"ranker was trained with them at {config.marker_token_ids}: not this ranker's tokenizer"
             )
         if config.input_format == "blender":
-            encoder = PairEncoder(tokenizer, config.source_max_length, config.candidate_max_length,
-                                  config.truncation, config.length_hint)  # fmt: skip
+            encoder = PairEncoder(
+                tokenizer,
+                config.source_max_length,
+                config.candidate_max_length,
+                config.truncation,
+                config.length_hint,
+            )
         else:
-            encoder = PairRMEncoder(tokenizer, config.source_max_length, config.candidate_max_length,
-                                    replace_sep=PAIRRM_FORMATS[config.input_format])  # fmt: skip
+            encoder = PairRMEncoder(
+                tokenizer,
+                config.source_max_length,
+                config.candidate_max_length,
+                replace_sep=PAIRRM_FORMATS[config.input_format],
+            )
         self.tokenizer, self.encoder = tokenizer, encoder
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -356,8 +375,10 @@ class PairRanker(PreTrainedModel):
         if push_to_hub:
             # After the tokenizer is written, so the upload carries it (push_to_hub saves afresh, through here).
             hub_keys = ("repo_id", "commit_message", "private", "token", "create_pr", "revision")
-            self.push_to_hub(kwargs.get("repo_id", Path(save_directory).name),
-                             **{k: v for k, v in kwargs.items() if k in hub_keys and k != "repo_id"})  # fmt: skip
+            self.push_to_hub(
+                kwargs.get("repo_id", Path(save_directory).name),
+                **{k: v for k, v in kwargs.items() if k in hub_keys and k != "repo_id"},
+            )
 
     @classmethod
     def from_pretrained(
@@ -376,8 +397,11 @@ class PairRanker(PreTrainedModel):
             try:
                 tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **hub)
             except (OSError, ValueError) as error:
-                log.warning("%s: no tokenizer (%s); attach one with attach_tokenizer before scoring texts",
-                            pretrained_model_name_or_path, error)  # fmt: skip
+                log.warning(
+                    "%s: no tokenizer (%s); attach one with attach_tokenizer before scoring texts",
+                    pretrained_model_name_or_path,
+                    error,
+                )
         if tokenizer is not None:
             model.attach_tokenizer(tokenizer)
         return model

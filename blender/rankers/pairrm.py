@@ -45,8 +45,14 @@ log = logging.getLogger(__name__)
 
 PAIRRM_HF_ARCHITECTURE = "DebertaV2PairRM"
 # The keys PairRM-hf adds to the backbone's DebertaV2Config, and the config field each prefix id sits in.
-PAIRRM_HF_CONFIG_KEYS = ("n_tasks", "drop_out", "source_prefix_id", "cand1_prefix_id", "cand2_prefix_id",
-                         "cand_prefix_id")  # fmt: skip
+PAIRRM_HF_CONFIG_KEYS = (
+    "n_tasks",
+    "drop_out",
+    "source_prefix_id",
+    "cand1_prefix_id",
+    "cand2_prefix_id",
+    "cand_prefix_id",
+)
 PAIRRM_HF_PREFIX_KEYS = dict(zip(PAIRRM_PREFIX_TOKENS, PAIRRM_HF_CONFIG_KEYS[2:], strict=True))
 # State-dict prefixes: the original's module names -> PairRanker's.
 KEY_PREFIXES = {"pretrained_model.": "backbone.", "head_layer.": "head."}
@@ -178,10 +184,16 @@ def _load_pairrm_layout(folder: Path, config: dict[str, Any], backbone: str | No
     backbone_config.vocab_size = len(tokenizer)
     encoder = AutoModel.from_config(backbone_config)
     ranker = PairRanker(
-        encoder, tokenizer, task_names=task_names(int(config["n_tasks"])), dropout=float(config.get("drop_out", 0.05)),
-        source_max_length=int(config["source_maxlength"]), candidate_max_length=int(config["candidate_maxlength"]),
-        pooling="marker", input_format="pairrm", head_bias="head.4.bias" in state,
-    )  # fmt: skip
+        encoder,
+        tokenizer,
+        task_names=task_names(int(config["n_tasks"])),
+        dropout=float(config.get("drop_out", 0.05)),
+        source_max_length=int(config["source_maxlength"]),
+        candidate_max_length=int(config["candidate_maxlength"]),
+        pooling="marker",
+        input_format="pairrm",
+        head_bias="head.4.bias" in state,
+    )
     missing = _load_weights(ranker, state, strict=complete, where=folder)
     if missing:
         # pytorch_model.bin is loaded with strict=False: what it lacks keeps the pretrained backbone's values.
@@ -220,10 +232,16 @@ def _load_pairrm_hf_layout(folder: Path) -> PairRanker:
     state, complete = read_state_dict(folder)
     state = map_keys(state, folder)
     ranker = PairRanker(
-        encoder, tokenizer, task_names=task_names(n_tasks), dropout=drop_out,
-        source_max_length=PAIRRM_SOURCE_MAX_LENGTH, candidate_max_length=PAIRRM_CANDIDATE_MAX_LENGTH,
-        pooling="marker", input_format="pairrm_hf", head_bias="head.4.bias" in state,
-    )  # fmt: skip
+        encoder,
+        tokenizer,
+        task_names=task_names(n_tasks),
+        dropout=drop_out,
+        source_max_length=PAIRRM_SOURCE_MAX_LENGTH,
+        candidate_max_length=PAIRRM_CANDIDATE_MAX_LENGTH,
+        pooling="marker",
+        input_format="pairrm_hf",
+        head_bias="head.4.bias" in state,
+    )
     _load_weights(ranker, state, strict=True, where=folder)
     return ranker
 
@@ -243,13 +261,21 @@ def _load_weights(ranker: PairRanker, state: dict[str, torch.Tensor], strict: bo
             raise CheckpointLoadError(
                 f"{where}: weights the ranker does not have: {result.unexpected_keys[:5]}"
             )
-        log.warning("%s: ignoring %d weights the ranker does not have (strict=False, as the original): %s", where,
-                    len(result.unexpected_keys), result.unexpected_keys[:5])  # fmt: skip
+        log.warning(
+            "%s: ignoring %d weights the ranker does not have (strict=False, as the original): %s",
+            where,
+            len(result.unexpected_keys),
+            result.unexpected_keys[:5],
+        )
     if result.missing_keys:
         if strict:
             raise CheckpointLoadError(
                 f"{where}: the checkpoint lacks {result.missing_keys[:5]} (of {len(result.missing_keys)})"
             )
-        log.warning("%s: %d keys not in pytorch_model.bin keep the pretrained backbone's values: %s", where,
-                    len(result.missing_keys), result.missing_keys[:5])  # fmt: skip
+        log.warning(
+            "%s: %d keys not in pytorch_model.bin keep the pretrained backbone's values: %s",
+            where,
+            len(result.missing_keys),
+            result.missing_keys[:5],
+        )
     return list(result.missing_keys)

@@ -35,8 +35,12 @@ PAIRRM_CANDIDATE1_TOKEN = "<|candidate1|>"
 PAIRRM_CANDIDATE2_TOKEN = "<|candidate2|>"
 PAIRRM_CANDIDATE_TOKEN = "<|candidate|>"
 # In this order: the release's ids are 128001-128004 (the fixture's 1001-1004).
-PAIRRM_PREFIX_TOKENS = (PAIRRM_SOURCE_TOKEN, PAIRRM_CANDIDATE1_TOKEN, PAIRRM_CANDIDATE2_TOKEN,
-                        PAIRRM_CANDIDATE_TOKEN)  # fmt: skip
+PAIRRM_PREFIX_TOKENS = (
+    PAIRRM_SOURCE_TOKEN,
+    PAIRRM_CANDIDATE1_TOKEN,
+    PAIRRM_CANDIDATE2_TOKEN,
+    PAIRRM_CANDIDATE_TOKEN,
+)
 PAIRRM_SOURCE_MAX_LENGTH = 1224
 PAIRRM_CANDIDATE_MAX_LENGTH = 412
 # input_format -> whether literal "[SEP]" text is replaced by a space (see the module docstring).

@@ -60,8 +60,12 @@ def test_rank_with_ref_scores_each_candidate_against_the_reference(blender):
         backward = score_pairs(blender.ranker, encoded, [(e, 4, j) for j in range(4)], QUIET)
         np.testing.assert_allclose(row, forward - backward, rtol=0, atol=1e-6)  # M[c, ref] − M[ref, c]
         assert abs(row[CANDIDATES[e].index(longest[e])]) < 1e-6  # the reference against itself
-    for mode, pick in (("shortest", min), ("first", lambda c, key: c[0]), ("last", lambda c, key: c[-1]),
-                       ("median_length", lambda c, key: sorted(c, key=key)[len(c) // 2])):  # fmt: skip
+    for mode, pick in (
+        ("shortest", min),
+        ("first", lambda c, key: c[0]),
+        ("last", lambda c, key: c[-1]),
+        ("median_length", lambda c, key: sorted(c, key=key)[len(c) // 2]),
+    ):
         refs = [pick(c, key=len) for c in CANDIDATES]
         assert blender.rank_with_ref(INSTRUCTIONS, CANDIDATES, ref_mode=mode) == blender.rank_with_ref(
             INSTRUCTIONS, CANDIDATES, ref_candidates=refs
@@ -76,10 +80,18 @@ def test_compare_modes(blender):
     m = [x[:2, :2] for x in matrices(blender, INSTRUCTIONS, [[x, y] for x, y in zip(a, b, strict=True)])]
     default = blender.compare(INSTRUCTIONS, a, b, return_logits=True)
     np.testing.assert_allclose(default, [x[0, 1] - x[1, 0] for x in m], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(blender.compare(INSTRUCTIONS, a, b, return_logits=True, mode="[A,B]"),
-                               [x[0, 1] for x in m], rtol=0, atol=1e-6)  # fmt: skip
-    np.testing.assert_allclose(blender.compare(INSTRUCTIONS, a, b, return_logits=True, mode="[B,A]"),
-                               [-x[1, 0] for x in m], rtol=0, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        blender.compare(INSTRUCTIONS, a, b, return_logits=True, mode="[A,B]"),
+        [x[0, 1] for x in m],
+        rtol=0,
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        blender.compare(INSTRUCTIONS, a, b, return_logits=True, mode="[B,A]"),
+        [-x[1, 0] for x in m],
+        rtol=0,
+        atol=1e-6,
+    )
     np.testing.assert_array_equal(blender.compare(INSTRUCTIONS, a, b), default > 0)
     np.testing.assert_allclose(blender.compare(INSTRUCTIONS, b, a, return_logits=True), -default, atol=1e-6)
     # One comparison: strings in, one value out.
@@ -93,8 +105,12 @@ def test_compare_modes(blender):
 
 
 def test_compare_conversations_reads_llm_blenders_text(blender):
-    conv_a = [{"role": "USER", "content": "the answer"}, {"role": "ASSISTANT", "content": "good"},
-              {"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}]  # fmt: skip
+    conv_a = [
+        {"role": "USER", "content": "the answer"},
+        {"role": "ASSISTANT", "content": "good"},
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "two"},
+    ]
     conv_b = [*conv_a[:3], {"role": "assistant", "content": "bad a"}]
     instructions, inputs, texts_a, texts_b = conversation_pairs([conv_a], [conv_b])
     assert instructions == [CONVERSATION_INSTRUCTION]
@@ -119,7 +135,8 @@ def test_best_and_worst_of_n(blender):
     full_best = blender.best_of_n(INSTRUCTIONS, CANDIDATES, pairrm_cmp_type="full")
     assert full_best == [c[int(np.argmax(s))] for c, s in zip(CANDIDATES, scores, strict=True)]
     assert blender.worst_of_n(INSTRUCTIONS, CANDIDATES, pairrm_cmp_type="full") == [
-        c[int(np.argmin(s))] for c, s in zip(CANDIDATES, scores, strict=True)]  # fmt: skip
+        c[int(np.argmin(s))] for c, s in zip(CANDIDATES, scores, strict=True)
+    ]
     ordered = blender.best_of_n(INSTRUCTIONS, CANDIDATES, pairrm_cmp_type="full", return_all=True)
     assert ordered == [
         [c[i] for i in np.argsort(-np.asarray(s), kind="stable")]

@@ -94,8 +94,10 @@ def test_judge_on_pairrm_agrees_with_the_originals_compare():
 
 def test_without_trl_the_judge_stands_alone():
     # TRL is not a dependency: with no TRL importable the class is a plain object with the same interface.
-    code = ("import sys\nfor name in ('trl', 'trl.experimental', 'trl.experimental.judges'):\n    sys.modules[name] = None\n"
-            "from blender.pairwise_judge import BlenderPairwiseJudge\nprint(BlenderPairwiseJudge.__mro__[1].__name__)")  # fmt: skip
+    code = (
+        "import sys\nfor name in ('trl', 'trl.experimental', 'trl.experimental.judges'):\n    sys.modules[name] = None\n"
+        "from blender.pairwise_judge import BlenderPairwiseJudge\nprint(BlenderPairwiseJudge.__mro__[1].__name__)"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
     )

@@ -18,9 +18,18 @@ PAIRRM = SHARED / "fixtures" / "pairrm_tiny" / "pairrm"
 
 
 def preference_run(tmp_path, *extra):
-    return compose_config("train_ranker", ["experiment=smoke", "data=preference", f"data.path={PREFERENCE}",
-                                           "trainer.best_metric=val/pairwise_accuracy", "data.limit_val=8",
-                                           f"output_dir={tmp_path / 'run'}", *extra])  # fmt: skip
+    return compose_config(
+        "train_ranker",
+        [
+            "experiment=smoke",
+            "data=preference",
+            f"data.path={PREFERENCE}",
+            "trainer.best_metric=val/pairwise_accuracy",
+            "data.limit_val=8",
+            f"output_dir={tmp_path / 'run'}",
+            *extra,
+        ],
+    )
 
 
 def test_a_preference_file_trains_and_reports_pairwise_accuracy(tmp_path, one_thread):
@@ -42,8 +51,15 @@ def test_a_preference_file_trains_and_reports_pairwise_accuracy(tmp_path, one_th
 @pytest.mark.skipif(not PAIRRM.is_dir(), reason="needs ../shared/fixtures/pairrm_tiny")
 def test_init_from_fine_tunes_pairrm_and_its_parameters_move(tmp_path, one_thread):
     start = load_ranker(PAIRRM)
-    summary = train_ranker.run(preference_run(tmp_path, f"ranker.init_from={PAIRRM}", "trainer.max_steps=3",
-                                              "trainer.batch_size=2", "evaluate_after_training=false"))  # fmt: skip
+    summary = train_ranker.run(
+        preference_run(
+            tmp_path,
+            f"ranker.init_from={PAIRRM}",
+            "trainer.max_steps=3",
+            "trainer.batch_size=2",
+            "evaluate_after_training=false",
+        )
+    )
     assert summary["global_step"] == 3  # a fresh run from step 0, not a resumed one
     tuned = AutoModel.from_pretrained(tmp_path / "run" / "best")
     # The checkpoint's own input building and head come along; the tasks take the data's signal names.
@@ -70,5 +86,12 @@ def test_init_from_a_blender_run_and_checks_the_kind_and_tasks(tmp_path, one_thr
             preference_run(tmp_path / "c", f"ranker.init_from={best}", "data.signals=[preference,other]")
         )
     with pytest.raises(ValueError, match="holds a PairRanker, but ranker=summareranker"):
-        train_ranker.run(preference_run(tmp_path / "d", "ranker=summareranker", f"ranker.init_from={best}",
-                                        "ranker.source_max_length=32", "ranker.candidate_max_length=32"))  # fmt: skip
+        train_ranker.run(
+            preference_run(
+                tmp_path / "d",
+                "ranker=summareranker",
+                f"ranker.init_from={best}",
+                "ranker.source_max_length=32",
+                "ranker.candidate_max_length=32",
+            )
+        )

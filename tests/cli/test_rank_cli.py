@@ -28,8 +28,14 @@ def alpaca_items(n: int, n_candidates: int = 4) -> list[dict]:
     for split in ("val", "train"):
         for line in (SHARED / "data" / "alpaca_blend" / f"{split}.jsonl").read_text().splitlines():
             record = json.loads(line)
-            rows.append({"id": record["id"], "instruction": record["instruction"], "input": record["input"],
-                         "candidates": [c["text"] for c in record["candidates"][:n_candidates]]})  # fmt: skip
+            rows.append(
+                {
+                    "id": record["id"],
+                    "instruction": record["instruction"],
+                    "input": record["input"],
+                    "candidates": [c["text"] for c in record["candidates"][:n_candidates]],
+                }
+            )
             if len(rows) == n:
                 return rows
     return rows
@@ -125,8 +131,17 @@ def test_the_command_survives_sigkill_and_resumes(checkpoint, tmp_path):
     items = alpaca_items(120)
     write_jsonl(tmp_path / "in.jsonl", items)
     out = tmp_path / "out.jsonl"
-    command = [sys.executable, "-m", "blender.cli.rank", f"checkpoint={checkpoint}", f"input={tmp_path / 'in.jsonl'}",
-               f"output={out}", "chunk_size=1", "device=cpu", "show_progress=false"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "blender.cli.rank",
+        f"checkpoint={checkpoint}",
+        f"input={tmp_path / 'in.jsonl'}",
+        f"output={out}",
+        "chunk_size=1",
+        "device=cpu",
+        "show_progress=false",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
@@ -158,9 +173,20 @@ def test_the_console_script_reports_a_bad_line_in_one_line(checkpoint, tmp_path)
     (tmp_path / "in.jsonl").write_text(
         '{"instruction": "x", "candidates": ["a", "b"]}\n{"candidates": ["a", "b"]}\n'
     )
-    result = subprocess.run([str(script), f"checkpoint={checkpoint}", f"input={tmp_path / 'in.jsonl'}",
-                             f"output={tmp_path / 'out.jsonl'}", "device=cpu"], cwd=tmp_path,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [
+            str(script),
+            f"checkpoint={checkpoint}",
+            f"input={tmp_path / 'in.jsonl'}",
+            f"output={tmp_path / 'out.jsonl'}",
+            "device=cpu",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2
     assert "in.jsonl:2: no 'instruction'" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
@@ -169,7 +195,15 @@ def test_the_console_script_reports_a_bad_line_in_one_line(checkpoint, tmp_path)
 
 def test_the_entry_point_runs_from_its_config(checkpoint, tmp_path):
     write_jsonl(tmp_path / "in.jsonl", alpaca_items(3))
-    cfg = compose_config("rank", [f"checkpoint={checkpoint}", f"input={tmp_path / 'in.jsonl'}",
-                                  f"output={tmp_path / 'out.jsonl'}", "device=cpu", "show_progress=false"])  # fmt: skip
+    cfg = compose_config(
+        "rank",
+        [
+            f"checkpoint={checkpoint}",
+            f"input={tmp_path / 'in.jsonl'}",
+            f"output={tmp_path / 'out.jsonl'}",
+            "device=cpu",
+            "show_progress=false",
+        ],
+    )
     assert cfg.chunk_size >= 1 and cfg.aggregation == "max_logits"
     assert rank_cli.run(cfg) == {"records": 3, "resumed": 0, "ranked": 3}

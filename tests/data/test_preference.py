@@ -23,31 +23,54 @@ FIXTURE = REPO / "tests" / "fixtures" / "preference"
 
 
 def test_the_standard_form():
-    record = parse_preference({"prompt": "Name a prime.", "chosen": "7", "rejected": "4", "score_chosen": 9.0},
-                              "f:1", "f/1")  # fmt: skip
+    record = parse_preference(
+        {"prompt": "Name a prime.", "chosen": "7", "rejected": "4", "score_chosen": 9.0}, "f:1", "f/1"
+    )
     assert record.id == "f/1" and record.source == "Name a prime." and is_preference_record(record)
     assert [(c.model, c.text, c.scores) for c in record.candidates] == [
-        ("chosen", "7", {PREFERENCE_SIGNAL: 1.0}), ("rejected", "4", {PREFERENCE_SIGNAL: 0.0})]  # fmt: skip
+        ("chosen", "7", {PREFERENCE_SIGNAL: 1.0}),
+        ("rejected", "4", {PREFERENCE_SIGNAL: 0.0}),
+    ]
     assert record.extra == {"score_chosen": 9.0}
 
 
 def test_the_conversational_forms():
     prompt = [{"role": "user", "content": "Name a prime."}]
-    record = parse_preference({"id": 3, "prompt": prompt, "chosen": [{"role": "assistant", "content": "7"}],
-                               "rejected": [{"role": "assistant", "content": "4"}]}, "f:1", "x")  # fmt: skip
+    record = parse_preference(
+        {
+            "id": 3,
+            "prompt": prompt,
+            "chosen": [{"role": "assistant", "content": "7"}],
+            "rejected": [{"role": "assistant", "content": "4"}],
+        },
+        "f:1",
+        "x",
+    )
     assert record.id == "3" and record.source == "Name a prime." and record.candidates[0].text == "7"
     # Implicit prompt: the shared leading messages are the prompt (TRL's extract_prompt).
-    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
-             {"role": "user", "content": "Name a prime."}]  # fmt: skip
-    record = parse_preference({"chosen": [*turns, {"role": "assistant", "content": "7"}],
-                               "rejected": [*turns, {"role": "assistant", "content": "4"}]}, "f:2", "y")  # fmt: skip
+    turns = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "Name a prime."},
+    ]
+    record = parse_preference(
+        {
+            "chosen": [*turns, {"role": "assistant", "content": "7"}],
+            "rejected": [*turns, {"role": "assistant", "content": "4"}],
+        },
+        "f:2",
+        "y",
+    )
     assert record.source == "USER: Hi\nASSISTANT: Hello\nUSER: Name a prime."
     assert [c.text for c in record.candidates] == ["7", "4"]
 
 
 def test_an_implicit_text_prompt_is_the_common_beginning():
     assert split_prompt("Q: name a prime. A: seven", "Q: name a prime. A: four") == (
-        "Q: name a prime. A:", " seven", " four")  # fmt: skip
+        "Q: name a prime. A:",
+        " seven",
+        " four",
+    )
     record = parse_preference({"chosen": "Q: x? A: yes", "rejected": "Q: x? A: no"}, "f:1", "z")
     assert record.source == "Q: x? A:" and [c.text for c in record.candidates] == [" yes", " no"]
 
@@ -73,7 +96,7 @@ def test_an_implicit_text_prompt_is_the_common_beginning():
                 "rejected": [{"role": "assistant", "content": "b"}],
             },
             r"'prompt'\[0\]: a message is",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_a_bad_pair_names_where_and_what(raw, message):

@@ -33,8 +33,14 @@ def texts() -> tuple[list[str], list[list[str]]]:
 def blender(tmp_path_factory) -> Blender:
     torch.manual_seed(0)
     backbone, tokenizer = build_backbone("minilm")
-    ranker = PairRanker(backbone, tokenizer, task_names=["gpt4_pref"], source_max_length=32,
-                        candidate_max_length=64, pooling="mean")  # fmt: skip
+    ranker = PairRanker(
+        backbone,
+        tokenizer,
+        task_names=["gpt4_pref"],
+        source_max_length=32,
+        candidate_max_length=64,
+        pooling="mean",
+    )
     folder = tmp_path_factory.mktemp("minilm_ranker")
     ranker.save_pretrained(folder)
     return Blender.from_pretrained(folder, device="cpu", inference=QUIET)
@@ -59,8 +65,12 @@ def test_rank_scores_compare_and_reference(blender, texts):
     a, b = [c[0] for c in candidates], [c[1] for c in candidates]
     margins = blender.compare(instructions, a, b, return_logits=True)
     np.testing.assert_allclose(margins, [m[0, 1] - m[1, 0] for m in matrices], rtol=0, atol=1e-5)
-    np.testing.assert_allclose(blender.compare(instructions, a, b, return_logits=True, mode="[A,B]"),
-                               [m[0, 1] for m in matrices], rtol=0, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        blender.compare(instructions, a, b, return_logits=True, mode="[A,B]"),
+        [m[0, 1] for m in matrices],
+        rtol=0,
+        atol=1e-5,
+    )
     np.testing.assert_array_equal(blender.compare(instructions, a, b), margins > 0)
     rewards = blender.rank_with_ref(instructions, candidates, return_scores=True, ref_mode="first")
     for row, m in zip(rewards, matrices, strict=True):
@@ -80,14 +90,20 @@ def test_conversations_best_worst_and_the_judge(blender, texts):
     )
     scores = blender.rank(instructions, candidates, return_scores=True)
     assert blender.best_of_n(instructions, candidates, pairrm_cmp_type="full") == [
-        c[int(np.argmax(s))] for c, s in zip(candidates, scores, strict=True)]  # fmt: skip
+        c[int(np.argmax(s))] for c, s in zip(candidates, scores, strict=True)
+    ]
     assert blender.worst_of_n(instructions, candidates, pairrm_cmp_type="full") == [
-        c[int(np.argmin(s))] for c, s in zip(candidates, scores, strict=True)]  # fmt: skip
+        c[int(np.argmin(s))] for c, s in zip(candidates, scores, strict=True)
+    ]
     bubble = blender.best_of_n(instructions, candidates, return_all=True)
     assert [sorted(x) for x in bubble] == [sorted(c) for c in candidates]
     picks = BlenderPairwiseJudge(blender).judge(instructions, [c[:2] for c in candidates])
-    assert picks == [0 if m >= 0 else 1 for m in blender.compare(instructions, [c[0] for c in candidates],
-                                                                 [c[1] for c in candidates], return_logits=True)]  # fmt: skip
+    assert picks == [
+        0 if m >= 0 else 1
+        for m in blender.compare(
+            instructions, [c[0] for c in candidates], [c[1] for c in candidates], return_logits=True
+        )
+    ]
 
 
 def test_best_of_n_generate(blender, texts, tmp_path):

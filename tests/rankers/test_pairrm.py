@@ -82,16 +82,21 @@ def test_layouts_load_as_the_original_builds_them(rankers, golden, layout):
     assert isinstance(ranker, PairRanker) and ranker.input_format == layout
     ids = golden["meta"]["token_ids"]
     tokenizer = ranker.tokenizer
-    assert tokenizer.convert_tokens_to_ids(["<|source|>", "<|candidate1|>", "<|candidate2|>", "<|candidate|>"]) == [
-        ids["<|source|>"], ids["<|candidate1|>"], ids["<|candidate2|>"], ids["<|candidate|>"]]  # fmt: skip
+    assert tokenizer.convert_tokens_to_ids(
+        ["<|source|>", "<|candidate1|>", "<|candidate2|>", "<|candidate|>"]
+    ) == [ids["<|source|>"], ids["<|candidate1|>"], ids["<|candidate2|>"], ids["<|candidate|>"]]
     # The backbone's vocab_size is 1100; the original resizes the embeddings to len(tokenizer) = 1005.
     assert ranker.backbone.get_input_embeddings().weight.shape[0] == len(tokenizer) == 1005
     # PairRM's head keeps the last Linear's bias (head_layer.4.bias), and every weight equals the file's.
     state = load_file(str(FIXTURE / layout / "model.safetensors"))
     assert ranker.head[4].bias is not None
     torch.testing.assert_close(ranker.head[4].bias, state["head_layer.4.bias"], rtol=0, atol=0)
-    torch.testing.assert_close(ranker.backbone.embeddings.word_embeddings.weight,
-                               state["pretrained_model.embeddings.word_embeddings.weight"], rtol=0, atol=0)  # fmt: skip
+    torch.testing.assert_close(
+        ranker.backbone.embeddings.word_embeddings.weight,
+        state["pretrained_model.embeddings.word_embeddings.weight"],
+        rtol=0,
+        atol=0,
+    )
     assert ranker.encoder.source_max_length == 1224 and ranker.encoder.candidate_max_length == 412
 
 
@@ -126,8 +131,10 @@ def test_truncation_shares_the_unused_source_budget(rankers, golden):
 
 def test_literal_sep_is_replaced_on_the_pairrm_path_only(rankers, golden):
     pair = golden["pairs"][50]
-    encoded = {layout: rankers[layout].encoder.encode_record_texts(pair["source"], [pair["candidate_a"]])
-               for layout in LAYOUTS}  # fmt: skip
+    encoded = {
+        layout: rankers[layout].encoder.encode_record_texts(pair["source"], [pair["candidate_a"]])
+        for layout in LAYOUTS
+    }
     cls, sep = 1, 2
     # The source and candidate a each contain "[SEP]" and "[CLS]" once.
     assert encoded["pairrm"].source.count(sep) == 1 and encoded["pairrm"].source.count(cls) == 2
@@ -176,10 +183,18 @@ def test_compare_reproduces_the_golden_values(rankers, golden, ab_logits):
     np.testing.assert_allclose(values, [r["logit_ab"] - r["logit_ba"] for r in results], rtol=0, atol=1e-5)
     assert (blender.compare(sources, a, b) == (np.array([r["value"] for r in results]) > 0)).all()
     # "[A,B]" is the one-pass logit (the golden compare_ab); "[B,A]" is −M[b,a], oriented like the others.
-    np.testing.assert_allclose(blender.compare(sources[:8], a[:8], b[:8], return_logits=True, mode="[A,B]"),
-                               ab_logits["pairrm"][:8], rtol=0, atol=1e-5)  # fmt: skip
-    np.testing.assert_allclose(blender.compare(sources[:8], a[:8], b[:8], return_logits=True, mode="[B,A]"),
-                               [-r["logit_ba"] for r in results[:8]], rtol=0, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        blender.compare(sources[:8], a[:8], b[:8], return_logits=True, mode="[A,B]"),
+        ab_logits["pairrm"][:8],
+        rtol=0,
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        blender.compare(sources[:8], a[:8], b[:8], return_logits=True, mode="[B,A]"),
+        [-r["logit_ba"] for r in results[:8]],
+        rtol=0,
+        atol=1e-5,
+    )
 
 
 def test_rank_scores_reproduce_the_golden_scores(rankers, golden):
@@ -214,8 +229,15 @@ def test_rank_batch_ids_equal_the_collators(rankers, golden):
 def _record(rec: dict):
     from blender.data.schema import Candidate, Record
 
-    return Record(id=rec["id"], instruction=rec["source"], input="", output="",
-                  candidates=[Candidate(model=m, text=t) for m, t in zip(rec["models"], rec["candidates"], strict=True)])  # fmt: skip
+    return Record(
+        id=rec["id"],
+        instruction=rec["source"],
+        input="",
+        output="",
+        candidates=[
+            Candidate(model=m, text=t) for m, t in zip(rec["models"], rec["candidates"], strict=True)
+        ],
+    )
 
 
 def test_fast_tokenizer_maps_unknown_characters_to_unk(rankers, golden):
