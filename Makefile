@@ -12,7 +12,7 @@ ARGS ?=
 CKPT ?= $(shell ls -td outputs/train_ranker/*/best 2>/dev/null | head -1)
 FUSER ?= $(shell ls -td outputs/train_fuser/*/best 2>/dev/null | head -1)
 
-.PHONY: help setup test lint train-ranker train-fuser eval demo bench data score
+.PHONY: help setup test test-quick lint train-ranker train-fuser eval demo bench data score
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ setup: ## Create .venv and install torch, blender and its extras (train, bleurt,
 
 test: ## Run the test suite: unit tests on tiny models, integration tests on MiniLM + ../shared data (offline, minutes)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
+
+test-quick: ## The suite without the tests marked slow (real models, killed subprocesses): a fast check while editing
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -m "not slow"
 
 lint: ## ruff: lint and format check
 	$(PYTHON) -m ruff check blender tests scripts

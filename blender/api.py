@@ -18,11 +18,8 @@ import numpy as np
 import torch
 
 from blender.aggregation import get_aggregation
-from blender.data.schema import Candidate, Record
 from blender.fuser.model import GenerationSettings, GenFuser
 from blender.metrics.gpt_rank import competition_ranks
-from blender.rankers.loading import Ranker, load_ranker
-from blender.rankers.pairranker import PairRanker
 from blender.rankers.predict import (
     InferenceSettings,
     bubble_scores_online,
@@ -30,6 +27,8 @@ from blender.rankers.predict import (
     full_matrices,
     score_pairs,
 )
+from blender.rankers.registry import Ranker, kind_of, load_ranker
+from blender.records.schema import Candidate, Record
 
 
 def _as_records(
@@ -43,10 +42,15 @@ def _as_records(
     for k, (instruction, texts) in enumerate(zip(instructions, candidates, strict=True)):
         if len(texts) < 2:
             raise ValueError(f"instruction {k}: need at least two candidates to rank, got {len(texts)}")
-        records.append(Record(
-            id=str(k), instruction=instruction, input=inputs[k] if inputs is not None else "", output="",
-            candidates=[Candidate(model=f"candidate_{i}", text=t) for i, t in enumerate(texts)],
-        ))  # fmt: skip
+        records.append(
+            Record(
+                id=str(k),
+                instruction=instruction,
+                input=inputs[k] if inputs is not None else "",
+                output="",
+                candidates=[Candidate(model=f"candidate_{i}", text=t) for i, t in enumerate(texts)],
+            )
+        )
     return records
 
 
@@ -107,7 +111,7 @@ class Blender:
             Per example, the rank of each candidate (1 = best, ties share the better rank).
         """
         records = _as_records(instructions, candidates, inputs)
-        if not isinstance(self.ranker, PairRanker):
+        if not kind_of(self.ranker).pairwise:
             scores = self.ranker.score_records(records, self.inference)
         elif aggregation == "bubble":
             scores = bubble_scores_online(self.ranker, records, self.inference, seed=seed)
@@ -123,7 +127,7 @@ class Blender:
             A logit margin; > 0 means `a` is judged better.
         """
         (record,) = _as_records([instruction], [[a, b]], [input])
-        if not isinstance(self.ranker, PairRanker):  # a pointwise ranker: the difference of its two scores
+        if not kind_of(self.ranker).pairwise:  # a pointwise ranker: the difference of its two scores
             score_a, score_b = self.ranker.score_records([record], self.inference)[0]
             return float(score_a - score_b)
         encoded = encode_records(self.ranker, [record])
@@ -149,8 +153,9 @@ class Blender:
             raise ValueError("this Blender has no fuser: Blender.from_pretrained(..., fuser_checkpoint=DIR)")
         if len(instructions) != len(topk_candidates):
             raise ValueError(f"{len(instructions)} instructions but {len(topk_candidates)} candidate lists")
-        return self.fuser.generate(instructions, list(inputs) if inputs is not None else [""] * len(instructions),
-                                   topk_candidates)  # fmt: skip
+        return self.fuser.generate(
+            instructions, list(inputs) if inputs is not None else [""] * len(instructions), topk_candidates
+        )
 
     def rank_and_fuse(
         self,
@@ -166,8 +171,10 @@ class Blender:
             One fused answer per example.
         """
         ranks = self.rank(instructions, candidates, inputs, aggregation)
-        topk = [[texts[i] for i in sorted(range(len(texts)), key=lambda i: r[i])[:top_k]]
-                for texts, r in zip(candidates, ranks, strict=True)]  # fmt: skip
+        topk = [
+            [texts[i] for i in sorted(range(len(texts)), key=lambda i: r[i])[:top_k]]
+            for texts, r in zip(candidates, ranks, strict=True)
+        ]
         return self.fuse(instructions, topk, inputs)
 
 

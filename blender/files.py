@@ -1,9 +1,11 @@
-"""Atomic writes: an output file is either absent or complete, never half-written."""
+"""Files a run writes and checks: atomic writes (an output is either absent or complete, never half-written),
+JSON Lines, and content digests (what a settings fingerprint or a completion marker compares)."""
 
 from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -125,3 +127,17 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
 def read_jsonl_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Every object of a `.jsonl` / `.jsonl.gz` file as a plain dict (see `iter_jsonl`)."""
     return [obj for _, obj in iter_jsonl(path)]
+
+
+def json_digest(obj: Any) -> str:
+    """sha256 of `obj` as canonical JSON (sorted keys; anything JSON cannot write is written as `str`)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()

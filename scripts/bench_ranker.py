@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from blender.data import load_candidates
 from blender.files import write_json_atomic, write_text_atomic
 from blender.rankers import InferenceSettings, PairRanker, build_backbone, encode_records, full_matrices
 from blender.rankers.predict import length_sorted_batches
+from blender.records import load_candidates
 
 log = logging.getLogger("bench_ranker")
 
@@ -27,8 +27,13 @@ log = logging.getLogger("bench_ranker")
 def padding_share(ranker: PairRanker, records, settings: InferenceSettings) -> tuple[float, float]:
     """Share of padded positions with our length-sorted batches, and with batches in input order."""
     encoded = encode_records(ranker, records)
-    lengths = [len(ranker.encoder.pair_ids(encoded[e], i, j)) for e, r in enumerate(records)
-               for i in range(len(r.candidates)) for j in range(len(r.candidates)) if i != j]  # fmt: skip
+    lengths = [
+        len(ranker.encoder.pair_ids(encoded[e], i, j))
+        for e, r in enumerate(records)
+        for i in range(len(r.candidates))
+        for j in range(len(r.candidates))
+        if i != j
+    ]
     real = sum(lengths)
 
     def padded(batches):
@@ -72,7 +77,15 @@ def main() -> None:
         ranker = PairRanker.load(args.checkpoint)
     else:
         backbone, tokenizer = build_backbone("minilm")
-        ranker = PairRanker(backbone, tokenizer, task_names=["gpt4_pref"]).eval()
+        # The original's budgets and marker pooling, as the figures in docs/results/bench_ranker_speed.md were taken.
+        ranker = PairRanker(
+            backbone,
+            tokenizer,
+            task_names=["gpt4_pref"],
+            source_max_length=128,
+            candidate_max_length=128,
+            pooling="marker",
+        ).eval()
     results = {
         "data": f"{args.data} [{args.split}], first {len(records)} instructions",
         "model": args.checkpoint or "packaged all-MiniLM-L6-v2 + fresh head",

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from blender.data.schema import Record
 from blender.evaluation.ranking import (
     Method,
     aligned_ranks,
@@ -33,6 +32,7 @@ from blender.evaluation.ranking import (
 )
 from blender.metrics.correlation import rank_correlations, within_instruction_spearman
 from blender.metrics.gpt_rank import competition_ranks
+from blender.records.schema import Record
 
 # Reference metrics in the paper's column order, then the lexical ones; display names as the paper prints them.
 METRIC_TITLES = {
@@ -189,14 +189,20 @@ def table2(
     for name, field in (extra_outputs or {}).items():
         values = {m: [r.extra[f"{field}_scores"][m] for r in records] for m in metrics}
         if all(f"{field}_gpt_rank" in r.extra for r in records):
-            # Placed among the candidates by a judge (blender.fuser.evaluate.judge_fused).
+            # Placed among the candidates by a judge (blender.fuser.fused.judge_fused).
             placed = np.array([r.extra[f"{field}_gpt_rank"] for r in records], dtype=float)
             values.update(
                 gpt_rank=list(placed), top1_pct=list(100 * (placed == 1)), top3_pct=list(100 * (placed <= 3))
             )
         rows.append(_summarise(name, "LLM-Blender", values, indices))
-    return {"oracle": oracle, "metrics": list(metrics), "named_models": named, "n_examples": len(records),
-            "rows": rows, "best_share_pct": best_shares(records, oracle)}  # fmt: skip
+    return {
+        "oracle": oracle,
+        "metrics": list(metrics),
+        "named_models": named,
+        "n_examples": len(records),
+        "rows": rows,
+        "best_share_pct": best_shares(records, oracle),
+    }
 
 
 def _summarise(
@@ -238,8 +244,17 @@ def table3(
             "Table 3 correlates per model column: every record must hold the same candidate models"
         )
     rng = np.random.default_rng(seed)
-    draws = [_correlations("Random", "Baselines", [rng.random(len(r.candidates)) for r in records], records, truths,
-                           oracle_ranks) for _ in range(n_random)]  # fmt: skip
+    draws = [
+        _correlations(
+            "Random",
+            "Baselines",
+            [rng.random(len(r.candidates)) for r in records],
+            records,
+            truths,
+            oracle_ranks,
+        )
+        for _ in range(n_random)
+    ]
     random_row = {"method": "Random", "category": "Baselines", "draws": n_random}
     for key in ("pearson", "spearman", "footrule", "spearman_within"):
         random_row[key] = float(np.mean([d[key] for d in draws]))
@@ -284,8 +299,13 @@ def paper_row_name(method: str, paper: Mapping[str, Any]) -> str | None:
         return f"Oracle ({metric_names[key]})" if key in metric_names else None
     # The paper's PairRanker ran the full matrix at test time, aggregated by max logits (PAPER.md §4a).
     # Pointwise baselines have one row each, named as the paper's.
-    return {"Random": "Random", "PairRanker + max_logits": "PairRanker", "SummaReranker": "SummaReranker",
-            "SimCLS": "SimCLS", "MLM-Scoring": "MLM-Scoring"}.get(method)  # fmt: skip
+    return {
+        "Random": "Random",
+        "PairRanker + max_logits": "PairRanker",
+        "SummaReranker": "SummaReranker",
+        "SimCLS": "SimCLS",
+        "MLM-Scoring": "MLM-Scoring",
+    }.get(method)
 
 
 __all__ = [

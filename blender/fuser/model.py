@@ -70,8 +70,10 @@ def _load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(resolved)
     except (OSError, ValueError) as error:
-        raise BackboneLoadError(f"could not load the fuser tokenizer {resolved!r} ({error}); download it where "
-                                "the hub is reachable and pass the folder as fuser.tokenizer") from error  # fmt: skip
+        raise BackboneLoadError(
+            f"could not load the fuser tokenizer {resolved!r} ({error}); download it where "
+            "the hub is reachable and pass the folder as fuser.tokenizer"
+        ) from error
 
 
 def _special_ids(tokenizer: PreTrainedTokenizerBase, kind: str) -> dict[str, int]:
@@ -160,8 +162,9 @@ class GenFuser:
         if not self.is_causal or not getattr(self.tokenizer, "chat_template", None):
             return ids
         text = self.tokenizer.decode(ids, skip_special_tokens=False)
-        chat = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                                  tokenize=False)  # fmt: skip
+        chat = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+        )
         return self.tokenizer(chat, add_special_tokens=False)["input_ids"]
 
     def encode(
@@ -210,8 +213,10 @@ class GenFuser:
         """
         settings = settings or self.generation
         if not len(instructions) == len(inputs) == len(topk_candidates):
-            raise ValueError(f"{len(instructions)} instructions, {len(inputs)} inputs, "
-                             f"{len(topk_candidates)} candidate lists: one each per example")  # fmt: skip
+            raise ValueError(
+                f"{len(instructions)} instructions, {len(inputs)} inputs, "
+                f"{len(topk_candidates)} candidate lists: one each per example"
+            )
         prompts = [
             self.prompt_ids(i, x, c) for i, x, c in zip(instructions, inputs, topk_candidates, strict=True)
         ]
@@ -219,18 +224,23 @@ class GenFuser:
         self.model.eval()
         device = next(self.model.parameters()).device
         lengths = [len(p) for p in prompts]
-        batches = length_sorted_batches(lengths, max_tokens=max(lengths) * settings.batch_size,
-                                        max_batch_size=settings.batch_size)  # fmt: skip
+        batches = length_sorted_batches(
+            lengths, max_tokens=max(lengths) * settings.batch_size, max_batch_size=settings.batch_size
+        )
         answers: list[str] = [""] * len(prompts)
         bar = tqdm(total=len(prompts), desc="fusing", unit="answer", disable=not settings.show_progress)
         with autocast_context(device, settings.mixed_precision):
             for batch in batches:
                 inputs_ = self.collate([{"input_ids": prompts[k]} for k in batch], left_pad=self.is_causal)
                 out = self.model.generate(
-                    input_ids=inputs_["input_ids"].to(device), attention_mask=inputs_["attention_mask"].to(device),
-                    num_beams=settings.num_beams, max_new_tokens=settings.max_new_tokens, do_sample=False,
-                    no_repeat_ngram_size=settings.no_repeat_ngram_size, early_stopping=settings.num_beams > 1,
-                )  # fmt: skip
+                    input_ids=inputs_["input_ids"].to(device),
+                    attention_mask=inputs_["attention_mask"].to(device),
+                    num_beams=settings.num_beams,
+                    max_new_tokens=settings.max_new_tokens,
+                    do_sample=False,
+                    no_repeat_ngram_size=settings.no_repeat_ngram_size,
+                    early_stopping=settings.num_beams > 1,
+                )
                 if self.is_causal:
                     out = out[:, inputs_["input_ids"].shape[1] :]
                 for k, text in zip(
@@ -258,8 +268,10 @@ class GenFuser:
         directory = Path(directory)
         settings_file = directory / FUSER_CONFIG_FILE
         if not settings_file.is_file():
-            raise FileNotFoundError(f"{directory}: not a fuser checkpoint (no {FUSER_CONFIG_FILE}); train one "
-                                    "with `make train-fuser`")  # fmt: skip
+            raise FileNotFoundError(
+                f"{directory}: not a fuser checkpoint (no {FUSER_CONFIG_FILE}); train one "
+                "with `make train-fuser`"
+            )
         settings = json.loads(settings_file.read_text())
         kind = settings["kind"]
         loader = {
@@ -269,8 +281,13 @@ class GenFuser:
         }
         model = loader[kind].from_pretrained(directory)
         tokenizer = AutoTokenizer.from_pretrained(directory)
-        return cls(model.eval(), tokenizer, kind, PackingSettings(**settings["packing"]),
-                   generation or GenerationSettings(**settings["generation"]))  # fmt: skip
+        return cls(
+            model.eval(),
+            tokenizer,
+            kind,
+            PackingSettings(**settings["packing"]),
+            generation or GenerationSettings(**settings["generation"]),
+        )
 
 
 def build_fuser(
@@ -313,8 +330,12 @@ def build_fuser(
     generation = (
         generation if isinstance(generation, GenerationSettings) else GenerationSettings(**(generation or {}))
     )
-    log.info("fuser: %s %s, %.1fM parameters", kind, name_or_path or config.get("model_type", "config"),
-             model.num_parameters() / 1e6)  # fmt: skip
+    log.info(
+        "fuser: %s %s, %.1fM parameters",
+        kind,
+        name_or_path or config.get("model_type", "config"),
+        model.num_parameters() / 1e6,
+    )
     return GenFuser(model, loaded_tokenizer, kind, packing, generation)
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from blender.data.schema import Record
 from blender.fuser.model import IGNORE_INDEX, GenFuser
 from blender.fuser.packing import truncate_candidate
+from blender.records.schema import Record
 from blender.training.loop import LoggerSettings, TrainSettings, fit
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,9 @@ def fuser_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict
 
 
 @torch.inference_mode()
-def validation_loss(fuser: GenFuser, model: nn.Module, encoded: Sequence[dict[str, list[int]]],
-                    batch_size: int) -> float:  # fmt: skip
+def validation_loss(
+    fuser: GenFuser, model: nn.Module, encoded: Sequence[dict[str, list[int]]], batch_size: int
+) -> float:
     """Target-token mean loss over the validation examples (candidates in rank order)."""
     was_training = model.training
     model.eval()
@@ -147,8 +148,14 @@ def train_fuser(
 
     first = epoch_batches(0)
     lengths = [len(e["input_ids"]) for e in first.encoded]
-    log.info("%d training examples in %d batches of %d; source tokens mean %.0f, max %d", len(first.encoded),
-             len(first), settings.batch_size, float(np.mean(lengths)), max(lengths))  # fmt: skip
+    log.info(
+        "%d training examples in %d batches of %d; source tokens mean %.0f, max %d",
+        len(first.encoded),
+        len(first),
+        settings.batch_size,
+        float(np.mean(lengths)),
+        max(lengths),
+    )
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         started = time.perf_counter()

@@ -57,7 +57,7 @@ class Candidate(Protocol):
 
 
 class JudgedRecord(Protocol):
-    """What the judge reads from a record (`blender.data.schema.Record` has these fields)."""
+    """What the judge reads from a record (`blender.records.schema.Record` has these fields)."""
 
     instruction: str
     input: str

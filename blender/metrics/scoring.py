@@ -5,9 +5,6 @@ Records are scored a chunk at a time. Each finished chunk is appended to a journ
 in the middle of an append leaves a torn last line; on restart it is cut off and its records are scored
 again: only complete lines count as done. The output appears whole (temp file + rename) once every input
 record has come back exactly once with every metric on every candidate; then the journal is removed.
-
-Import it as `blender.metrics.scoring`: `blender.metrics` does not re-export it, because it reads records
-through `blender.data`, which itself imports `blender.metrics.gpt_rank`.
 """
 
 from __future__ import annotations
@@ -22,10 +19,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from blender.data.loading import read_jsonl
-from blender.data.schema import Record, RecordError, parse_record
 from blender.files import write_jsonl_atomic
 from blender.metrics.base import ReferenceMetric
+from blender.records.loading import read_jsonl
+from blender.records.schema import Record, RecordError, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +67,9 @@ def _read_journal(path: Path) -> list[Record]:
             raw = json.loads(line)
         except ValueError as error:
             if last:
-                log.warning("%s:%d: torn last line (%s), dropped; its records are scored again", path, line_no,
-                            error)  # fmt: skip
+                log.warning(
+                    "%s:%d: torn last line (%s), dropped; its records are scored again", path, line_no, error
+                )
                 break
             raise ScoringError(
                 f"{path}:{line_no}: corrupt journal line ({error}) before the last one; "
@@ -250,8 +248,9 @@ def score_split(
     if done:
         log.info("resuming from %s: %d of %d records already scored", journal, len(done), len(records))
     scored = list(done)
-    with tqdm(total=len(records), initial=len(done), desc="scoring", unit="record",
-              disable=not show_progress) as bar:  # fmt: skip
+    with tqdm(
+        total=len(records), initial=len(done), desc="scoring", unit="record", disable=not show_progress
+    ) as bar:
         for start in range(len(done), len(records), batch_records):
             chunk = _score_chunk(records[start : start + batch_records], metrics, extra_outputs)
             _append(journal, chunk)

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from blender.data import parse_record
 from blender.evaluation import Method, best_model_on, oracle_scores, ranking_table, render_markdown
-from blender.evaluation.evaluate import baseline_methods
+from blender.evaluation.methods import baseline_methods
+from blender.records import parse_record
 from tests.conftest import make_raw_record
 
 

@@ -382,6 +382,7 @@ judge_split(records, JudgeSettings(**job["settings"]))
 """
 
 
+@pytest.mark.slow
 def test_killed_process_restarts_without_paying_twice(
     server: FakeChatServer, settings: JudgeSettings, tmp_path: Path
 ) -> None:

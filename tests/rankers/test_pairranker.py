@@ -3,16 +3,16 @@ import pytest
 import torch
 
 from blender.aggregation import pair_orders
-from blender.data import parse_record
 from blender.rankers import PairRanker, encode_records, full_matrices, score_pairs
 from blender.rankers.predict import InferenceSettings, length_sorted_batches, orientation_seed
-from tests.conftest import make_raw_record, make_tiny_encoder, make_tiny_tokenizer
+from blender.records import parse_record
+from tests.conftest import TINY_BUDGETS, make_raw_record, make_tiny_encoder, make_tiny_tokenizer
 
 
 def test_adds_markers_and_resizes_embeddings():
     tokenizer = make_tiny_tokenizer()
     n = len(tokenizer)
-    ranker = PairRanker(make_tiny_encoder(n), tokenizer, task_names=["a", "b"])
+    ranker = PairRanker(make_tiny_encoder(n), tokenizer, task_names=["a", "b"], **TINY_BUDGETS)
     assert len(tokenizer) == n + 3
     assert ranker.backbone.get_input_embeddings().weight.shape[0] == n + 3
     assert ranker.head[-1].out_features == 2
@@ -25,8 +25,14 @@ def test_scores_come_from_the_marker_positions(tiny_ranker):
     assert s1.shape == s2.shape == (1, 1)
     hidden = tiny_ranker.backbone(**batch).last_hidden_state[0]
     ids = batch["input_ids"][0].tolist()
-    at = {t: hidden[ids.index(i)] for t, i in [("s", tiny_ranker.encoder.source_id),
-          ("c1", tiny_ranker.encoder.candidate1_id), ("c2", tiny_ranker.encoder.candidate2_id)]}  # fmt: skip
+    at = {
+        t: hidden[ids.index(i)]
+        for t, i in [
+            ("s", tiny_ranker.encoder.source_id),
+            ("c1", tiny_ranker.encoder.candidate1_id),
+            ("c2", tiny_ranker.encoder.candidate2_id),
+        ]
+    }
     torch.testing.assert_close(s1[0], tiny_ranker.head(torch.cat([at["s"], at["c1"]])))
     torch.testing.assert_close(s2[0], tiny_ranker.head(torch.cat([at["s"], at["c2"]])))
     logit = tiny_ranker.pair_logits(batch["input_ids"], batch["attention_mask"])
@@ -35,7 +41,9 @@ def test_scores_come_from_the_marker_positions(tiny_ranker):
 
 def test_pair_logit_is_mean_over_tasks():
     tokenizer = make_tiny_tokenizer()
-    ranker = PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["a", "b", "c"]).eval()
+    ranker = PairRanker(
+        make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["a", "b", "c"], **TINY_BUDGETS
+    ).eval()
     encoded = ranker.encoder.encode_record_texts("the", ["good", "bad"])
     batch = ranker.encoder.pad([ranker.encoder.pair_ids(encoded, 0, 1)])
     s1, s2 = ranker(**batch)
@@ -50,9 +58,11 @@ def test_scores_do_not_depend_on_batching_or_order(tiny_ranker):
     reference = score_pairs(
         tiny_ranker, encoded, triples, InferenceSettings(max_batch_size=1, show_progress=False)
     )
-    for settings in (InferenceSettings(max_batch_size=8, show_progress=False),
-                     InferenceSettings(max_batch_size=32, show_progress=False),
-                     InferenceSettings(max_tokens=64, show_progress=False)):  # fmt: skip
+    for settings in (
+        InferenceSettings(max_batch_size=8, show_progress=False),
+        InferenceSettings(max_batch_size=32, show_progress=False),
+        InferenceSettings(max_tokens=64, show_progress=False),
+    ):
         np.testing.assert_allclose(score_pairs(tiny_ranker, encoded, triples, settings), reference, atol=1e-5)
     shuffled = np.random.default_rng(0).permutation(len(triples))
     again = score_pairs(
@@ -74,8 +84,11 @@ def test_one_order_runs_half_the_passes_and_keeps_their_logits(tiny_ranker, monk
     both = full_matrices(tiny_ranker, records, settings)
     counted = []
     score = predict.score_pairs
-    monkeypatch.setattr(predict, "score_pairs", lambda r, e, triples, *a, **k: counted.append(len(triples))
-                        or score(r, e, triples, *a, **k))  # fmt: skip
+    monkeypatch.setattr(
+        predict,
+        "score_pairs",
+        lambda r, e, triples, *a, **k: counted.append(len(triples)) or score(r, e, triples, *a, **k),
+    )
     one = full_matrices(tiny_ranker, records, settings, orders="one")
     n = len(records[0].candidates)
     assert counted == [len(records) * n * (n - 1) // 2]
@@ -99,8 +112,11 @@ def test_save_and_load_round_trip(tiny_ranker, tmp_path):
     assert loaded.settings() == tiny_ranker.settings()
     records = [parse_record(make_raw_record(0), "t")]
     settings = InferenceSettings(show_progress=False)
-    np.testing.assert_allclose(full_matrices(loaded, records, settings)[0], full_matrices(tiny_ranker, records, settings)[0],
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        full_matrices(loaded, records, settings)[0],
+        full_matrices(tiny_ranker, records, settings)[0],
+        atol=1e-6,
+    )
 
 
 def test_load_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
@@ -110,7 +126,9 @@ def test_load_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
 
 def test_length_hint_is_saved_with_the_checkpoint(tmp_path):
     tokenizer = make_tiny_tokenizer()
-    ranker = PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], length_hint=True)
+    ranker = PairRanker(
+        make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], length_hint=True, **TINY_BUDGETS
+    )
     ranker.save(tmp_path / "ckpt")
     assert PairRanker.load(tmp_path / "ckpt").encoder.length_hint is True
 
@@ -129,14 +147,18 @@ def test_budgets_longer_than_the_backbones_positions_fail_at_construction():
 
 def test_mean_pooling_averages_each_part_and_ignores_padding(tmp_path):
     tokenizer = make_tiny_tokenizer()
-    ranker = PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], pooling="mean").eval()
+    ranker = PairRanker(
+        make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], pooling="mean", **TINY_BUDGETS
+    ).eval()
     encoded = ranker.encoder.encode_record_texts("the answer", ["good", "bad a"])
     ids = ranker.encoder.pair_ids(encoded, 0, 1)
     batch = ranker.encoder.pad([ids, ids + ids[:3]])  # row 0 gets 3 padding tokens
     s1, s2 = ranker(batch["input_ids"][:1], batch["attention_mask"][:1])
     hidden = ranker.backbone(input_ids=torch.tensor([ids])).last_hidden_state[0]
-    starts = [ids.index(m) for m in (ranker.encoder.source_id, ranker.encoder.candidate1_id,
-                                     ranker.encoder.candidate2_id)] + [len(ids)]  # fmt: skip
+    starts = [
+        ids.index(m)
+        for m in (ranker.encoder.source_id, ranker.encoder.candidate1_id, ranker.encoder.candidate2_id)
+    ] + [len(ids)]
     source, first, second = (hidden[a:b].mean(0) for a, b in zip(starts[:-1], starts[1:], strict=True))
     torch.testing.assert_close(s1[0], ranker.head(torch.cat([source, first])))
     torch.testing.assert_close(s2[0], ranker.head(torch.cat([source, second])))
@@ -149,4 +171,6 @@ def test_mean_pooling_averages_each_part_and_ignores_padding(tmp_path):
 def test_an_unknown_pooling_is_refused():
     tokenizer = make_tiny_tokenizer()
     with pytest.raises(ValueError, match=r"ranker.pooling='cls' is not one of \('marker', 'mean'\)"):
-        PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], pooling="cls")
+        PairRanker(
+            make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], pooling="cls", **TINY_BUDGETS
+        )

@@ -1,0 +1,210 @@
+"""The jobs behind `make train-ranker` and `make train-fuser`: load the data, build the model, train, evaluate.
+
+Each takes one typed job description (what the Hydra config holds, as plain settings objects), so the whole
+"train, then evaluate" runs from Python without Hydra; `blender.cli` only turns a config into a job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from accelerate.utils import set_seed
+
+from blender.evaluation.ranking import Method
+from blender.evaluation.reporting import ReportSettings, best_single_model, report_fused, report_ranker
+from blender.fuser.model import GenerationSettings, GenFuser
+from blender.fuser.topk import TopKSettings, ranker_rankings
+from blender.fuser.training import fuser_examples, train_fuser
+from blender.rankers.backbone import BackboneSettings
+from blender.rankers.registry import get_kind, load_ranker
+from blender.records import DataSettings
+from blender.training.loop import LoggerSettings, TrainSettings
+from blender.training.rankers import train_ranker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RankerSettings:
+    """Which ranker and how its examples are drawn (`conf/ranker/*.yaml`).
+
+    Attributes:
+        kind: a key of `blender.rankers.registry.RANKERS` (or `package.module:KIND`).
+        model: the kind's model settings (its constructor's arguments besides backbone and tasks).
+        sampling: the kind's `sampling` settings (None for a kind with nothing to train).
+    """
+
+    kind: str = "pairranker"
+    model: dict[str, Any] = field(default_factory=dict)
+    sampling: dict[str, Any] | None = None
+
+
+@dataclass
+class RankerJob:
+    """Train a ranker, then evaluate its best checkpoint (`make train-ranker`)."""
+
+    data: DataSettings
+    backbone: BackboneSettings
+    ranker: RankerSettings
+    trainer: TrainSettings
+    output_dir: Path
+    report: ReportSettings = field(default_factory=ReportSettings)
+    logger: LoggerSettings = field(default_factory=LoggerSettings)
+    evaluate_after_training: bool = True
+    run_config: dict[str, Any] | None = None
+
+
+def train_and_evaluate_ranker(job: RankerJob) -> dict[str, Any]:
+    """Train `job.ranker` on the train split (validating on val), then report the best checkpoint on the eval split.
+
+    Returns:
+        The training summary, with the evaluation's ranking table under "eval".
+    """
+    data, output_dir = job.data, Path(job.output_dir)
+    train = data.load(data.train_split, data.limit_train)
+    val = data.load(data.val_split, data.limit_val)
+    best_model = best_single_model(train, data)
+    kind = get_kind(job.ranker.kind)
+    sampling = kind.sampling(**(job.ranker.sampling or {})) if kind.trainable else None
+    # Seeded before the model is built: the head and the new marker embeddings start from random weights, and
+    # drawn from an unseeded process they made two runs of one config differ by as much as the recipes did.
+    set_seed(job.trainer.seed)
+    ranker = kind.build(dict(job.ranker.model), job.backbone, list(data.signals))
+    if not kind.trainable:
+        log.info("%s has nothing to train: scoring with the model as it is", kind.name)
+        ranker.save(output_dir / "best")
+        summary: dict[str, Any] = {"best_value": None, "best_epoch": None, "global_step": 0, "trained": False}
+    else:
+        summary = train_ranker(
+            ranker,
+            train,
+            val,
+            list(data.signals),
+            data.val_oracle,
+            best_model,
+            sampling,
+            job.trainer,
+            output_dir,
+            job.report.inference,
+            job.logger,
+            job.run_config,
+            kind,
+        )
+        log.info(
+            "training done: best %s = %s at epoch %s",
+            job.trainer.best_metric,
+            summary["best_value"],
+            summary["best_epoch"],
+        )
+    if job.evaluate_after_training and (output_dir / "best").is_dir():
+        best = load_ranker(output_dir / "best")
+        eval_records = val if data.eval_split == data.val_split else data.load(data.eval_split)
+        summary["eval"] = report_ranker(
+            best,
+            eval_records,
+            train,
+            data,
+            data.eval_split,
+            output_dir / "eval",
+            output_dir / "best",
+            job.report,
+        )
+    return summary
+
+
+@dataclass
+class FuserJob:
+    """Train a GenFuser on a ranker's top-K, then fuse and score the eval split (`make train-fuser`).
+
+    Attributes:
+        build_fuser: makes the untrained fuser (called after seeding: its new weights are drawn then).
+        generation: the decoding of the evaluation's fused answers.
+        shuffle_candidates: shuffle the K candidates of each training example every epoch (the original).
+    """
+
+    data: DataSettings
+    build_fuser: Callable[[], GenFuser]
+    topk: TopKSettings
+    trainer: TrainSettings
+    output_dir: Path
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    shuffle_candidates: bool = True
+    report: ReportSettings = field(default_factory=ReportSettings)
+    logger: LoggerSettings = field(default_factory=LoggerSettings)
+    evaluate_after_training: bool = True
+    run_config: dict[str, Any] | None = None
+
+
+def train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
+    """Rank train and val (cached), train the fuser on the top-K, then fuse the eval split and write Table 2.
+
+    Returns:
+        The training summary, with the fused row's report under "eval".
+    """
+    data, topk, inference = job.data, job.topk, job.report.inference
+    train = data.load(data.train_split, data.limit_train)
+    val = data.load(data.val_split, data.limit_val)
+    train_rankings, train_source = ranker_rankings(train, data.train_split, data.name, topk, inference)
+    # `topk.pair_orders` may halve the train split's cost; val and eval are ranked on the full matrix, as
+    # `make eval` and inference rank them, so the fused row reads the same top-K everywhere.
+    full = replace(topk, pair_orders="both")
+    val_rankings, val_source = ranker_rankings(val, data.val_split, data.name, full, inference)
+    log.info(
+        "top-K (K=%d, %s): train %s, val %s",
+        topk.k,
+        topk.selection,
+        train_source.get("source"),
+        val_source.get("source"),
+    )
+    # Before the model: its new weights (cross-attention, or all of a random config) are drawn here.
+    set_seed(job.trainer.seed)
+    fuser = job.build_fuser()
+    output_dir = Path(job.output_dir)
+    summary = train_fuser(
+        fuser,
+        fuser_examples(fuser, train, train_rankings, topk.k),
+        fuser_examples(fuser, val, val_rankings, topk.k),
+        job.trainer,
+        output_dir,
+        shuffle_candidates=job.shuffle_candidates,
+        logger=job.logger,
+        run_config=job.run_config,
+    )
+    log.info(
+        "training done: best %s = %s at epoch %s",
+        job.trainer.best_metric,
+        summary["best_value"],
+        summary["best_epoch"],
+    )
+    if job.evaluate_after_training and (output_dir / "best").is_dir():
+        if data.eval_split == data.val_split:
+            records, rankings, source = val, val_rankings, val_source
+        else:
+            records = data.load(data.eval_split, data.limit_val)
+            rankings, source = ranker_rankings(records, data.eval_split, data.name, full, inference)
+        best = GenFuser.load(output_dir / "best", job.generation)
+        rankers = []
+        if topk.selection == "ranker" and all(s is not None for s in source["scores"]):
+            rankers = [
+                Method(f"PairRanker + {topk.aggregation}", scores=[np.asarray(s) for s in source["scores"]])
+            ]
+        summary["eval"] = report_fused(
+            best,
+            str(output_dir / "best"),
+            records,
+            rankings,
+            topk.k,
+            topk.selection,
+            rankers,
+            train,
+            data,
+            data.eval_split,
+            output_dir / "eval",
+            job.report,
+        )
+    return summary
