@@ -18,7 +18,7 @@ from blender.rankers.saved_scores import write_pair_logits
 from blender.records.schema import parse_record
 from tests.conftest import make_raw_record
 
-QUIET = InferenceSettings(show_progress=False)
+QUIET = InferenceSettings(mixed_precision="no", show_progress=False)
 
 
 def records(n: int = 3):
@@ -107,7 +107,9 @@ def test_one_order_computes_half_the_passes_and_saved_full_matrices_serve_it(
     one = TopKSettings(
         ranker_checkpoint=str(checkpoint), cache_dir=str(tmp_path / "cache"), pair_orders="one"
     )
-    both = TopKSettings(ranker_checkpoint=str(checkpoint), cache_dir=str(tmp_path / "cache"))
+    both = TopKSettings(
+        ranker_checkpoint=str(checkpoint), cache_dir=str(tmp_path / "cache"), pair_orders="both"
+    )
     passes = []
     score = predict.score_pairs
     monkeypatch.setattr(

@@ -6,6 +6,7 @@ import pytest
 from blender.api import Blender
 from blender.cli import train_ranker
 from blender.rankers import InferenceSettings, PairRanker, full_matrices
+from blender.rankers.saved_scores import load_pair_logits
 from blender.records import Candidate, Record, load_candidates
 from tests.conftest import SHARED, compose_config
 
@@ -55,10 +56,10 @@ def test_trains_and_evaluates_end_to_end(trained):
     assert ranker_row["forward_passes"] == 110
     # The row's figures, recomputed by hand from the matrices the evaluation saved: MaxLogits picks the row of
     # the largest Σ_j (M[i, j] − M[j, i]); its GPT-Rank is where the judge ranks that pick.
-    saved = np.load(out / "eval" / "pair_logits_alpaca_blend_val.npz")
+    saved = load_pair_logits(out / "eval" / "pair_logits_alpaca_blend_val.npz")
     (val,) = load_candidates(DATA, splits=("val",), limit=3)
-    assert saved["ids"].tolist() == [r.id for r in val]
-    picks = [int(np.argmax((m - m.T).sum(axis=1))) for m in saved["logits"]]
+    assert saved.ids == [r.id for r in val]
+    picks = [int(np.argmax((m - m.T).sum(axis=1))) for m in saved.matrices]
     judged = [np.array([c.scores["gpt4_pref"] for c in r.candidates]) for r in val]
     assert ranker_row["gpt_rank"] == pytest.approx(
         np.mean([oracle_rank(v, p) for v, p in zip(judged, picks, strict=True)])
@@ -96,7 +97,11 @@ def test_real_minilm_scores_do_not_depend_on_batch_size(trained):
     out, _ = trained
     ranker = PairRanker.load(out / "best")
     (val,) = load_candidates(DATA, splits=("val",), limit=2)
-    one = full_matrices(ranker, val, InferenceSettings(max_batch_size=1, show_progress=False))
-    many = full_matrices(ranker, val, InferenceSettings(max_batch_size=32, show_progress=False))
+    one = full_matrices(
+        ranker, val, InferenceSettings(mixed_precision="no", max_batch_size=1, show_progress=False)
+    )
+    many = full_matrices(
+        ranker, val, InferenceSettings(mixed_precision="no", max_batch_size=32, show_progress=False)
+    )
     for a, b in zip(one, many, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)
