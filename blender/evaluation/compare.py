@@ -27,6 +27,7 @@ from blender.evaluation.paper_tables import METRIC_TITLES, available_metrics, na
 from blender.evaluation.ranking import Method, longest_scores, oracle_scores, ranking_table
 from blender.files import write_json_atomic, write_text_atomic
 from blender.rankers.registry import get_kind
+from blender.rankers.saved_scores import load_candidate_scores, load_pair_logits
 from blender.records import Record, find_split_file, load_candidates, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,8 @@ def experiment_methods(
             raise FileNotFoundError(
                 f"{eval_dir}: no {logits_file.name} (the pairwise ranker's saved matrices)"
             )
-        saved = np.load(logits_file, allow_pickle=True)
-        _check_ids(logits_file, saved["ids"].tolist(), records)
+        saved = load_pair_logits(logits_file)
+        _check_ids(logits_file, saved.ids, records)
         methods = []
         for aggregation in aggregations:
             row = measured.get(f"PairRanker + {aggregation}")
@@ -96,7 +97,7 @@ def experiment_methods(
             aggregate = get_aggregation(aggregation)
             scores = [
                 aggregate(m, seed=seed + e) if aggregation == "bubble" else aggregate(m)
-                for e, m in enumerate(saved["logits"])
+                for e, m in enumerate(saved.matrices)
             ]
             methods.append(
                 Method(
@@ -110,12 +111,12 @@ def experiment_methods(
         return methods, best_model
     if not scores_file.is_file():
         raise FileNotFoundError(f"{eval_dir}: no {scores_file.name} (the pointwise ranker's saved scores)")
-    saved = np.load(scores_file, allow_pickle=True)
-    _check_ids(scores_file, saved["ids"].tolist(), records)
+    ids, _, scores = load_candidate_scores(scores_file)
+    _check_ids(scores_file, ids, records)
     (row,) = [r for r in measured.values() if r.get("forward_passes") is not None]
     method = Method(
         label,
-        scores=list(saved["scores"]),
+        scores=scores,
         forward_passes=row["forward_passes"],
         seconds=row["seconds_per_instruction"],
         notes={"category": "Rankers"},

@@ -7,14 +7,13 @@ reads a local file with `name="json"`, which is how the tests exercise that path
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from blender.files import iter_text_lines, parse_json_line
 from blender.records.schema import Record, RecordError, parse_record
 
 log = logging.getLogger(__name__)
@@ -41,28 +40,21 @@ def read_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[Record
     path = Path(path)
     if not path.is_file():
         raise DataPathError(f"{path}: no such data file")
-    opener = gzip.open if path.suffix == ".gz" else open
     records: list[Record] = []
     seen_ids: dict[str, int] = {}
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for line_no, line in enumerate(lines, start=1):
-            if limit is not None and len(records) >= limit:
-                break
-            if not line.strip():
-                raise RecordError(f"{path}:{line_no}: empty line (one JSON record per line expected)")
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RecordError(
-                    f"{path}:{line_no}: not valid JSON ({error.msg} at column {error.colno})"
-                ) from None
-            record = parse_record(raw, where=f"{path}:{line_no}")
-            if record.id in seen_ids:
-                raise RecordError(f"{path}:{line_no}: id {record.id!r} repeats line {seen_ids[record.id]}")
-            seen_ids[record.id] = line_no
-            records.append(record)
+    for line_no, line in iter_text_lines(path, RecordError):
+        if limit is not None and len(records) >= limit:
+            break
+        where = f"{path}:{line_no}"
+        if not line.strip():
+            raise RecordError(f"{where}: empty line (one JSON record per line expected)")
+        record = parse_record(parse_json_line(line, where, RecordError), where=where)
+        if record.id in seen_ids:
+            raise RecordError(f"{where}: id {record.id!r} repeats line {seen_ids[record.id]}")
+        seen_ids[record.id] = line_no
+        records.append(record)
     if not records:
-        raise RecordError(f"{path}: no records")
+        raise RecordError(f"{path}:1: no records (the file is empty)")
     return records
 
 

@@ -17,6 +17,11 @@ from typing import Any
 CMP_LABELS = ("A is better", "B is better", "Same good", "Same bad")
 
 
+# No score any metric here gives (probabilities, BLEU's 0-100, BARTScore's log-likelihoods) comes near this: a
+# larger one is a corrupt record, and taken as it is it would decide which model is "best".
+MAX_ABS_SCORE = 1e6
+
+
 class RecordError(ValueError):
     """A record that does not follow the MixInstruct schema; the message names where and what."""
 
@@ -101,8 +106,7 @@ def parse_record(raw: Any, where: str) -> Record:
     for name in _REQUIRED_TEXT_FIELDS:
         if name not in raw:
             raise RecordError(f"{where}: record has no {name!r}")
-        if not isinstance(raw[name], str):
-            raise RecordError(f"{where}: {name!r} must be a string, got {type(raw[name]).__name__}")
+        _check_text(raw[name], f"{where}: {name!r}")
     record_where = f"{where} (id {raw['id']!r})"
     if "candidates" not in raw:
         raise RecordError(f"{record_where}: record has no 'candidates'")
@@ -119,6 +123,7 @@ def parse_record(raw: Any, where: str) -> Record:
     cmp_results = _parse_cmp_results(raw.get("cmp_results"), models, record_where)
     known = {*_REQUIRED_TEXT_FIELDS, "candidates", "cmp_results"}
     extra = {k: v for k, v in raw.items() if k not in known}
+    _check_nested_texts(extra, f"{record_where}: a field outside the schema")
     return Record(
         id=raw["id"],
         instruction=raw["instruction"],
@@ -136,11 +141,9 @@ def _parse_candidate(raw: Any, where: str) -> Candidate:
     for name in ("model", "text"):
         if name not in raw:
             raise RecordError(f"{where}: candidate has no {name!r}")
-        if not isinstance(raw[name], str):
-            raise RecordError(f"{where}: {name!r} must be a string, got {type(raw[name]).__name__}")
+        _check_text(raw[name], f"{where}: {name!r}")
     decoding_method = raw.get("decoding_method") or "unknown"
-    if not isinstance(decoding_method, str):
-        raise RecordError(f"{where}: 'decoding_method' must be a string")
+    _check_text(decoding_method, f"{where}: 'decoding_method'")
     raw_scores = raw.get("scores", {})
     if raw_scores is None:
         raw_scores = {}
@@ -152,10 +155,57 @@ def _parse_candidate(raw: Any, where: str) -> Candidate:
         # None means "not scored", so it is left out rather than read as a number.
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise RecordError(f"{where}: scores[{name!r}] must be a finite number, got {value!r}")
-        scores[name] = float(value)
+        _check_text(name, f"{where}: a score name")
+        scores[name] = _check_score(value, f"{where}: scores[{name!r}]")
     return Candidate(model=raw["model"], text=raw["text"], scores=scores, decoding_method=decoding_method)
+
+
+def _check_text(value: Any, where: str) -> str:
+    """A string that UTF-8 can encode: JSON's escapes let a lone surrogate (half of a UTF-16 pair) through, and
+    it would only fail later, in a tokenizer or a file write."""
+    if not isinstance(value, str):
+        raise RecordError(f"{where} must be a string, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise RecordError(
+            f"{where} holds a lone surrogate ({value[error.start]!r} at character {error.start}), which is not text: "
+            "fix how the file was written"
+        ) from None
+    return value
+
+
+def _check_nested_texts(value: Any, where: str) -> None:
+    """Every string inside a JSON value (keys included), walked without recursion."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            _check_text(item, where)
+        elif isinstance(item, Mapping):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+
+
+def _check_score(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RecordError(f"{where} must be a finite number, got {value!r}")
+    try:
+        number = float(value)  # an integer past a float's range overflows here
+    except OverflowError:
+        raise RecordError(
+            f"{where} must be a finite number, got an integer of {len(str(value))} digits"
+        ) from None
+    if not math.isfinite(number):
+        raise RecordError(f"{where} must be a finite number, got {value!r}")
+    if abs(number) > MAX_ABS_SCORE:
+        raise RecordError(
+            f"{where} = {number:g} is beyond ±{MAX_ABS_SCORE:g}, which no metric here gives: a corrupt score "
+            "(it would decide which model is best); fix or drop it"
+        )
+    return number
 
 
 def _parse_cmp_results(raw: Any, models: list[str], where: str) -> dict[str, str] | None:

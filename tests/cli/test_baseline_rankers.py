@@ -7,6 +7,7 @@ from omegaconf import open_dict
 
 from blender.cli import compare, evaluate, train_ranker
 from blender.rankers import load_ranker
+from blender.rankers.saved_scores import load_candidate_scores
 from blender.records import DataSettings
 from tests.conftest import compose_config, make_raw_record, write_jsonl
 
@@ -37,8 +38,10 @@ def test_each_ranker_trains_or_scores_and_evaluates(ranker, tmp_path, small_data
     expected = {"summareranker": 4, "simcls": 5}.get(ranker) or np.mean([best.forward_passes(r) for r in val])
     assert rows[label]["forward_passes"] == pytest.approx(expected)
     assert {"pearson_ci", "spearman_ci", "footrule_ci"} <= set(rows[label])
-    saved = np.load(tmp_path / ranker / "eval" / "candidate_scores_alpaca_blend_modern_val.npz")
-    assert saved["scores"].shape == (4, 4)
+    _, _, scores = load_candidate_scores(
+        tmp_path / ranker / "eval" / "candidate_scores_alpaca_blend_modern_val.npz"
+    )
+    assert [len(s) for s in scores] == [4] * 4
     cfg = compose_config(
         "eval",
         [

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from blender.cli import evaluate, train_ranker
+from blender.rankers.saved_scores import load_pair_logits
 from blender.records import DataPathError, RecordError
 from tests.conftest import REPO, compose_config, make_raw_record, write_jsonl
 
@@ -35,8 +36,10 @@ def test_smoke_run_trains_evaluates_and_writes_the_table(tmp_path, small_dataset
     assert table["n_examples"] == 4
     markdown = (tmp_path / "run" / "eval" / "ranking_alpaca_blend_modern_val.md").read_text()
     assert "PairRanker + max_wins" in markdown
-    saved = np.load(tmp_path / "run" / "eval" / "pair_logits_alpaca_blend_modern_val.npz")
-    assert saved["logits"].shape == (4, 4, 4) and list(saved["ids"]) == [f"test/{100 + i}" for i in range(4)]
+    saved = load_pair_logits(tmp_path / "run" / "eval" / "pair_logits_alpaca_blend_modern_val.npz")
+    assert [m.shape for m in saved.matrices] == [(4, 4)] * 4 and saved.ids == [
+        f"test/{100 + i}" for i in range(4)
+    ]
 
     # make eval on the checkpoint gives the same ranker rows.
     cfg = compose_config(

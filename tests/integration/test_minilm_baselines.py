@@ -7,6 +7,7 @@ import pytest
 from blender.api import Blender
 from blender.cli import train_ranker
 from blender.rankers import InferenceSettings, MLMScorer, load_ranker
+from blender.rankers.saved_scores import load_candidate_scores
 from blender.records import Candidate, Record, load_candidates
 from tests.conftest import SHARED, compose_config
 
@@ -52,11 +53,11 @@ def test_short_training_run_on_minilm(ranker, tmp_path):
     row = rows[LABELS[ranker]]
     assert row["forward_passes"] == {"summareranker": 11, "simcls": 12}[ranker]
     # GPT-Rank recomputed by hand from the scores the evaluation saved: where the judge ranks each pick.
-    saved = np.load(tmp_path / "eval" / "candidate_scores_alpaca_blend_val.npz")
+    _, _, saved_scores = load_candidate_scores(tmp_path / "eval" / "candidate_scores_alpaca_blend_val.npz")
     (val,) = load_candidates(DATA, splits=("val",), limit=3)
     judged = [np.array([c.scores["gpt4_pref"] for c in r.candidates]) for r in val]
     ranks_of_picks = [
-        1 + int((v > v[int(np.argmax(s))]).sum()) for v, s in zip(judged, saved["scores"], strict=True)
+        1 + int((v > v[int(np.argmax(s))]).sum()) for v, s in zip(judged, saved_scores, strict=True)
     ]
     assert row["gpt_rank"] == pytest.approx(np.mean(ranks_of_picks))
     inference = InferenceSettings(show_progress=False, mixed_precision="no")
@@ -94,5 +95,5 @@ def test_mlm_scoring_on_minilm_uses_the_tied_fallback(tmp_path):
     ]
     assert row["forward_passes"] == pytest.approx(sum(tokens) / len(val))
     # A PLL is a sum of log-probabilities: negative.
-    saved = np.load(tmp_path / "eval" / "candidate_scores_alpaca_blend_val.npz")
-    assert (saved["scores"] < 0).all()
+    _, _, saved_scores = load_candidate_scores(tmp_path / "eval" / "candidate_scores_alpaca_blend_val.npz")
+    assert all((s < 0).all() for s in saved_scores)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from blender.cli import evaluate, train_ranker
 from blender.rankers.checkpoint import RANKER_CONFIG_FILE, read_ranker_config
+from blender.rankers.saved_scores import load_candidate_scores
 from blender.rankers.registry import RANKERS, RankerKind, TrainingPlan, get_kind, load_ranker
 from blender.records import Record, signal_matrix
 from tests.conftest import compose_config
@@ -151,8 +152,8 @@ def test_a_new_kind_trains_and_evaluates_through_the_entry_points(tmp_path, toy_
     table = evaluate.run(eval_cfg)
     assert table["ranker"] == KIND_PATH
     assert {r["method"]: r for r in table["rows"]}["LengthRanker"]["top1_oracle"] == pytest.approx(0.8)
-    saved = np.load(tmp_path / "eval" / "candidate_scores_alpaca_blend_modern_val.npz")
-    assert saved["scores"].shape == (6, 4)
+    ids, _, scores = load_candidate_scores(tmp_path / "eval" / "candidate_scores_alpaca_blend_modern_val.npz")
+    assert len(ids) == 6 and [len(s) for s in scores] == [4] * 6
 
 
 def test_an_unknown_kind_names_the_choices():
