@@ -9,8 +9,9 @@ TORCH ?= torch==2.13.0
 ACCEL ?= cpu
 RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 ARGS ?=
-CKPT ?= $(shell ls -td outputs/train_ranker/*/best 2>/dev/null | head -1)
-FUSER ?= $(shell ls -td outputs/train_fuser/*/best 2>/dev/null | head -1)
+# The newest folder that is a checkpoint (has its ranker_config.json), not merely the newest folder named best.
+CKPT ?= $(shell ls -td outputs/train_ranker/*/best/ranker_config.json 2>/dev/null | head -1 | xargs -r dirname)
+FUSER ?= $(shell ls -td outputs/train_fuser/*/best/fuser_config.json 2>/dev/null | head -1 | xargs -r dirname)
 
 .PHONY: help setup test test-quick lint train-ranker train-fuser eval demo bench data score
 

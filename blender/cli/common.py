@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from blender.evaluation.reporting import EvalSettings, FuseSettings, ReportSettings, TableSettings
 from blender.metrics.base import MetricLoadError
 from blender.rankers.backbone import BackboneLoadError, BackboneSettings
-from blender.rankers.checkpoint import CheckpointError
+from blender.rankers.checkpoint import RANKER_CONFIG_FILE, CheckpointError
 from blender.rankers.predict import InferenceSettings
 from blender.records import DataPathError, DataSettings, RecordError
 from blender.training.jobs import RankerJob, RankerSettings
@@ -38,6 +40,35 @@ USER_ERRORS = (
 )
 
 Settings = TypeVar("Settings")
+RUN_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]+$")
+
+
+def run_id_name(run_id: str) -> str:
+    """`${run_id_name:${run_id}}` in a config: the run id, if it is a plain name. Resolved when Hydra makes the run
+    folder, so a run id holding a path fails before anything is written (`run_id=../../x` would write elsewhere)."""
+    if not RUN_ID.match(str(run_id)):
+        raise ValueError(
+            f"run_id={run_id!r}: a run id must be a name, not a path (letters, digits, '.', '_', '-'; no '/', no '..')"
+        )
+    return str(run_id)
+
+
+def eval_dir(checkpoint: str) -> str:
+    """`${eval_dir:${checkpoint}}`: `<checkpoint>/../eval`, for a folder that is a ranker checkpoint. Resolved when
+    Hydra makes its folder, so a mistyped path fails before `<typo>/best` is created (and then taken, being the
+    newest folder, for the next `make eval`'s default)."""
+    folder = Path(checkpoint)
+    if not (folder / RANKER_CONFIG_FILE).is_file():
+        raise ValueError(
+            f"checkpoint={checkpoint}: not a ranker checkpoint (no {RANKER_CONFIG_FILE}); give a run's best folder, "
+            "e.g. outputs/train_ranker/<run_id>/best"
+        )
+    return os.path.normpath(folder.parent / "eval")
+
+
+# Registered with the entry points that use them; `replace` so importing twice (tests) is harmless.
+OmegaConf.register_new_resolver("run_id_name", run_id_name, replace=True)
+OmegaConf.register_new_resolver("eval_dir", eval_dir, replace=True)
 
 
 @contextlib.contextmanager

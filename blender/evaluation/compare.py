@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from blender.aggregation import get_aggregation
 from blender.evaluation.paper_report import report_paper_tables
 from blender.evaluation.paper_tables import METRIC_TITLES, available_metrics, named_models_for

@@ -25,8 +25,18 @@ def baseline_methods(records: Sequence[Record], oracle: str) -> list[Method]:
     models = list(dict.fromkeys(m for r in records for m in r.models))
     methods = []
     for model in models:
-        if all(model in r.models for r in records):
+        missing = [r.id for r in records if model not in r.models]
+        if not missing:
             methods.append(Method(f"model: {model}", picks=[r.models.index(model) for r in records]))
+        else:
+            # Not a silent gap in the table: its row would compare it on fewer instructions than the others.
+            log.warning(
+                "model %s has no candidate in %d of %d records (first: %s): it gets no row of its own",
+                model,
+                len(missing),
+                len(records),
+                ", ".join(missing[:3]),
+            )
     methods.append(Method("Random (expected)", expected=True))
     methods.append(Method("Longest", scores=[longest_scores(r) for r in records]))
     methods.append(Method(f"Oracle ({oracle})", scores=[oracle_scores(r, oracle) for r in records]))

@@ -12,9 +12,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from blender.aggregation import forward_passes
+from blender.aggregation import forward_passes, get_aggregation
 from blender.evaluation.methods import evaluate_ranker_with_methods
 from blender.evaluation.paper_report import report_paper_tables
 from blender.evaluation.paper_tables import METRIC_TITLES, available_metrics, named_models_for
@@ -38,6 +38,7 @@ from blender.rankers.predict import InferenceSettings
 from blender.rankers.registry import kind_of, load_ranker
 from blender.rankers.saved_scores import read_pair_logits, write_candidate_scores, write_pair_logits
 from blender.records import DataSettings, Record, RecordError, find_split_file, read_jsonl
+from blender.settings import check_types, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,17 @@ class EvalSettings:
         seed: the bootstrap's and the bubble run's seed.
     """
 
+    CONFIG_KEY: ClassVar[str] = "eval"
+
     aggregations: list[str] = field(default_factory=lambda: ["max_logits", "max_wins", "bubble"])
     bootstrap_samples: int = 1000
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        require_positive(self, "bootstrap_samples")
+        for name in self.aggregations:
+            get_aggregation(name)  # an unknown name fails here, listing the choices
 
 
 @dataclass
@@ -71,10 +80,15 @@ class TableSettings:
         metrics: the reference metrics reported (those the records carry).
     """
 
+    CONFIG_KEY: ClassVar[str] = "tables"
+
     enabled: bool = True
     scores_path: str | None = None
     named_models: list[str] | None = None
     metrics: list[str] = field(default_factory=lambda: list(PAPER_METRICS))
+
+    def __post_init__(self) -> None:
+        check_types(self)
 
 
 @dataclass
@@ -86,8 +100,14 @@ class FuseSettings:
         generation: decoding overrides (`GenerationSettings` fields); None: as saved with the fuser.
     """
 
+    CONFIG_KEY: ClassVar[str] = "fuse"
+
     k: int = 3
     generation: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        require_positive(self, "k")
 
 
 @dataclass

@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from blender.aggregation import bubble_runs, one_order_matrix, pair_orders
 from blender.rankers.encoding import EncodedTexts
 from blender.records import Record
+from blender.settings import check_types, require_choice, require_positive
 
 if TYPE_CHECKING:  # the pairwise models import this module for its batching
     from blender.rankers.pairranker import PairRanker
@@ -40,10 +41,17 @@ class InferenceSettings:
         show_progress: draw a progress bar.
     """
 
+    CONFIG_KEY: ClassVar[str] = "inference"
+
     max_tokens: int = 16384
     max_batch_size: int = 64
     mixed_precision: str = "bf16"
     show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        require_positive(self, "max_tokens", "max_batch_size")
+        require_choice(self, "mixed_precision", ("no", "bf16", "fp16"))
 
 
 def encode_records(ranker: PairRanker, records: Sequence[Record]) -> list[EncodedTexts]:

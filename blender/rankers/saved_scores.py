@@ -39,18 +39,23 @@ def _write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     return write_bytes_atomic(path, buffer.getvalue())
 
 
-def _ragged(ids: Sequence[str], models: Sequence[Sequence[str]], values: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+def _ragged(
+    ids: Sequence[str], models: Sequence[Sequence[str]], values: Sequence[np.ndarray]
+) -> dict[str, np.ndarray]:
     counts = np.array([len(m) for m in models], dtype=np.int64)
     return {
         "ids": np.array(list(ids), dtype=str),
         "n_candidates": counts,
         "models": np.array([m for row in models for m in row], dtype=str),
-        "values": np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values]) if len(values) else
-        np.zeros(0),
+        "values": np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values])
+        if len(values)
+        else np.zeros(0),
     }
 
 
-def _read_npz(path: Path, square: bool) -> tuple[list[str], list[list[str]], list[np.ndarray], dict[str, np.ndarray]]:
+def _read_npz(
+    path: Path, square: bool
+) -> tuple[list[str], list[list[str]], list[np.ndarray], dict[str, np.ndarray]]:
     """(ids, models per record, values per record (N×N when `square`, else N), the other arrays)."""
     try:
         with np.load(path, allow_pickle=False) as saved:
@@ -136,7 +141,10 @@ def read_pair_logits(
         return None
     if mixed_precision is not None and saved.mixed_precision != str(mixed_precision):
         log.info(
-            "%s was computed at mixed_precision=%s, not %s: not reused", path, saved.mixed_precision, mixed_precision
+            "%s was computed at mixed_precision=%s, not %s: not reused",
+            path,
+            saved.mixed_precision,
+            mixed_precision,
         )
         return None
     return saved

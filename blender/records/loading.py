@@ -12,9 +12,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from blender.files import iter_text_lines, parse_json_line
 from blender.records.schema import Record, RecordError, parse_record
+from blender.settings import check_types, require, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,16 @@ class DataSettings:
     val_oracle: str = "gpt4_pref"
     limit_train: int | None = None
     limit_val: int | None = None
+
+    CONFIG_KEY: ClassVar[str] = "data"
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        require_positive(self, "limit_train", "limit_val", allow_none=True)
+        require(
+            self, "path", self.path is not None or self.hub_id is not None, "set data.path or data.hub_id"
+        )
+        require(self, "signals", bool(self.signals), "name at least one stored score to train on")
 
     def load(self, split: str, limit: int | None = None) -> list[Record]:
         """One split's records, validated (see `load_candidates`)."""

@@ -6,9 +6,12 @@ Each takes one typed job description (what the Hydra config holds, as plain sett
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +20,15 @@ from accelerate.utils import set_seed
 
 from blender.evaluation.ranking import Method
 from blender.evaluation.reporting import ReportSettings, best_single_model, report_fused, report_ranker
+from blender.files import file_digest
 from blender.fuser.model import GenerationSettings, GenFuser
 from blender.fuser.topk import TopKSettings, ranker_rankings
 from blender.fuser.training import fuser_examples, train_fuser
 from blender.rankers.backbone import BackboneSettings
+from blender.rankers.predict import InferenceSettings
 from blender.rankers.registry import get_kind, load_ranker
-from blender.records import DataSettings
+from blender.records import DataSettings, find_split_file
+from blender.training.checkpoints import flatten_settings, run_folder_lock
 from blender.training.loop import LoggerSettings, TrainSettings
 from blender.training.rankers import train_ranker
 
@@ -59,12 +65,57 @@ class RankerJob:
     run_config: dict[str, Any] | None = None
 
 
+# Settings that change no weight: how often it logs and saves, bars, and how to resume.
+_BOOKKEEPING = ("show_progress", "log_every_steps", "save_every_steps", "resume")
+
+
+def data_fingerprint(data: DataSettings, splits: Sequence[str]) -> dict[str, Any]:
+    """The data settings and, per split read, the sha256 of its file (or the hub id it comes from)."""
+    files = {}
+    for split in dict.fromkeys(splits):
+        if data.path is None:
+            files[split] = f"hub:{data.hub_id}"
+        else:
+            files[split] = file_digest(find_split_file(data.path, split))
+    return {"data": asdict(data), "data_files": files}
+
+
+def run_fingerprint(
+    data: DataSettings, trainer: TrainSettings, inference: InferenceSettings, **model: Any
+) -> dict:
+    """What shapes a training run, flat: the data (and its files' digests), the model's settings, the trainer's
+    (but its bookkeeping) and the precision validation runs at."""
+    trainer_settings = {k: v for k, v in asdict(trainer).items() if k not in _BOOKKEEPING}
+    sections = {
+        **data_fingerprint(data, (data.train_split, data.val_split)),
+        **model,
+        "trainer": trainer_settings,
+        "inference": {"mixed_precision": inference.mixed_precision},
+    }
+    return flatten_settings(json.loads(json.dumps(sections, default=str)))
+
+
+@contextlib.contextmanager
+def _hold_run_folder(output_dir: Path) -> Iterator[None]:
+    """The run folder's lock, taken by the main process only (every process of a multi-process run shares it)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    with run_folder_lock(output_dir):
+        yield
+
+
 def train_and_evaluate_ranker(job: RankerJob) -> dict[str, Any]:
     """Train `job.ranker` on the train split (validating on val), then report the best checkpoint on the eval split.
 
     Returns:
         The training summary, with the evaluation's ranking table under "eval".
     """
+    with _hold_run_folder(Path(job.output_dir)):
+        return _train_and_evaluate_ranker(job)
+
+
+def _train_and_evaluate_ranker(job: RankerJob) -> dict[str, Any]:
     data, output_dir = job.data, Path(job.output_dir)
     train = data.load(data.train_split, data.limit_train)
     val = data.load(data.val_split, data.limit_val)
@@ -94,6 +145,13 @@ def train_and_evaluate_ranker(job: RankerJob) -> dict[str, Any]:
             job.logger,
             job.run_config,
             kind,
+            fingerprint=run_fingerprint(
+                data,
+                job.trainer,
+                job.report.inference,
+                backbone=asdict(job.backbone),
+                ranker=asdict(job.ranker),
+            ),
         )
         log.info(
             "training done: best %s = %s at epoch %s",
@@ -146,6 +204,11 @@ def train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
     Returns:
         The training summary, with the fused row's report under "eval".
     """
+    with _hold_run_folder(Path(job.output_dir)):
+        return _train_and_evaluate_fuser(job)
+
+
+def _train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
     data, topk, inference = job.data, job.topk, job.report.inference
     train = data.load(data.train_split, data.limit_train)
     val = data.load(data.val_split, data.limit_val)
@@ -174,6 +237,14 @@ def train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
         shuffle_candidates=job.shuffle_candidates,
         logger=job.logger,
         run_config=job.run_config,
+        fingerprint=run_fingerprint(
+            data,
+            job.trainer,
+            inference,
+            fuser=(job.run_config or {}).get("fuser"),
+            topk=asdict(topk),
+            shuffle_candidates=job.shuffle_candidates,
+        ),
     )
     log.info(
         "training done: best %s = %s at epoch %s",

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from blender.aggregation import get_aggregation
-from blender.evaluation.ranking import Method, oracle_scores, per_example
+from blender.evaluation.ranking import HEADLINE, Method, oracle_scores, per_example
 from blender.metrics.correlation import within_instruction_spearman
 from blender.rankers.predict import InferenceSettings, bubble_scores_online, full_matrices
 from blender.rankers.registry import RankerKind, kind_of
@@ -78,12 +78,14 @@ def train_ranker(
     logger: LoggerSettings | None = None,
     run_config: dict[str, Any] | None = None,
     kind: RankerKind | None = None,
+    fingerprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit `ranker` on `train_records`; keep the checkpoint whose val pick scores best.
 
     Args:
         sampling: the kind's `sampling` settings (how its training examples are drawn).
         kind: the ranker's kind; None: the registered kind of its class.
+        fingerprint: the settings that shape the run (see `fit`): a resume under other ones is refused.
     Returns:
         The loop's summary (best value and epoch, history, final training loss).
     """
@@ -112,4 +114,12 @@ def train_ranker(
         new_parameter_prefixes=kind.new_parameter_prefixes,
         logger=logger,
         run_config=run_config,
+        fingerprint=fingerprint,
+        val_metrics=validation_metrics(kind, settings.val_mode),
     )
+
+
+def validation_metrics(kind: RankerKind, mode: str) -> list[str]:
+    """The names `validate_ranker` returns for this kind and mode (what `trainer.best_metric` may name)."""
+    names = [f"val/{k}" for k in HEADLINE] + ["val/seconds"]
+    return names + ["val/spearman_within"] if (mode == "full" or not kind.pairwise) else names

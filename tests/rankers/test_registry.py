@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 from blender.cli import evaluate, train_ranker
 from blender.rankers.checkpoint import RANKER_CONFIG_FILE, read_ranker_config
-from blender.rankers.saved_scores import load_candidate_scores
 from blender.rankers.registry import RANKERS, RankerKind, TrainingPlan, get_kind, load_ranker
+from blender.rankers.saved_scores import load_candidate_scores
 from blender.records import Record, signal_matrix
 from tests.conftest import compose_config
 

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from blender.cli import compare, evaluate
+from blender.cli import evaluate
 from blender.rankers.saved_scores import (
     SavedScoresError,
     load_candidate_scores,

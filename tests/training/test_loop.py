@@ -7,6 +7,7 @@ import torch
 from blender.rankers import PairRanker
 from blender.rankers.pairranker import PairSampling
 from blender.records import parse_record
+from blender.training.checkpoints import latest_checkpoint
 from blender.training.loop import TrainSettings, fit
 from blender.training.rankers import train_ranker
 from tests.conftest import make_raw_record, make_tiny_encoder, make_tiny_tokenizer
@@ -65,7 +66,7 @@ def test_training_moves_every_parameter_and_keeps_the_best(tmp_path):
     assert len(values) == 2 and summary["best_epoch"] == values.index(max(values))
     assert summary["best_value"] == max(values)
     assert (tmp_path / "best" / "model.safetensors").is_file()
-    assert (tmp_path / "checkpoints" / "last" / "trainer_state.json").is_file()
+    assert (latest_checkpoint(tmp_path) / "trainer_state.json").is_file()
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert any("train/loss" in row for row in logged) and any("val/top1_oracle" in row for row in logged)
     PairRanker.load(tmp_path / "best")  # loadable
@@ -120,7 +121,7 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run(tmp_path):
     reference, _ = run(tmp_path / "straight")
     with pytest.raises(Stop):
         run(tmp_path / "stopped", stop_at=7)  # dies in epoch 0 after the step-6 checkpoint
-    state = json.loads((tmp_path / "stopped" / "checkpoints" / "last" / "trainer_state.json").read_text())
+    state = json.loads((latest_checkpoint(tmp_path / "stopped") / "trainer_state.json").read_text())
     assert state["global_step"] == 6 and state["batch_in_epoch"] == 6
     resumed, steps_after_resume = run(tmp_path / "stopped")
     assert steps_after_resume == 24 - 6  # 12 batches per epoch, 2 epochs, 6 already done
