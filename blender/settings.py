@@ -14,8 +14,15 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
-_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null",
-          list: "a list", dict: "a mapping"}  # fmt: skip
+_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    type(None): "null",
+    list: "a list",
+    dict: "a mapping",
+}
 
 
 class SettingsError(ValueError):

@@ -14,7 +14,7 @@ from tokenizers.pre_tokenizers import Whitespace
 from tokenizers.processors import TemplateProcessing
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-import blender.cli.common  # noqa: F401  (registers the config resolvers the configs use)
+import blender.cli.resolvers  # noqa: F401  (registers the config resolvers the configs use)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

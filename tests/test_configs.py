@@ -7,7 +7,8 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from blender.cli.common import ranker_job, to_dict
+from blender.cli.common import to_dict
+from blender.cli.train_ranker import ranker_job
 from blender.fuser import GenerationSettings, GenFuser, PackingSettings, TopKSettings
 from blender.fuser.model import KINDS
 from blender.rankers import PairRanker, build_ranker

@@ -139,8 +139,11 @@ def check_fingerprint(
                     "Start a new run (another run_id), or continue this one on purpose with trainer.resume=force"
                 )
             if differ:
-                log.warning("resuming %s under changed settings on purpose (trainer.resume=force): %s", output_dir,
-                            ", ".join(differ))  # fmt: skip
+                log.warning(
+                    "resuming %s under changed settings on purpose (trainer.resume=force): %s",
+                    output_dir,
+                    ", ".join(differ),
+                )
     write_json_atomic(path, current)
 
 
@@ -181,6 +184,10 @@ def keep_metrics_up_to(metrics_file: Path, step: int) -> None:
         except ValueError:  # a line torn by the kill
             continue
     if len(kept) != len(rows):
-        log.info("%s: %d rows after step %d dropped (logged after the checkpoint the run resumes from)",
-                 metrics_file, len(rows) - len(kept), step)  # fmt: skip
+        log.info(
+            "%s: %d rows after step %d dropped (logged after the checkpoint the run resumes from)",
+            metrics_file,
+            len(rows) - len(kept),
+            step,
+        )
         write_text_atomic(metrics_file, "".join(line + "\n" for line in kept))

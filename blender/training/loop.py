@@ -103,8 +103,15 @@ class TrainSettings:
         if isinstance(self.resume, bool):
             self.resume = "auto" if self.resume else "never"
         check_types(self)
-        require_positive(self, "epochs", "batch_size", "grad_accum", "save_every_steps", "log_every_steps",
-                         "eval_every_epochs")  # fmt: skip
+        require_positive(
+            self,
+            "epochs",
+            "batch_size",
+            "grad_accum",
+            "save_every_steps",
+            "log_every_steps",
+            "eval_every_epochs",
+        )
         require_positive(self, "max_steps", allow_none=True)
         require(self, "lr", self.lr > 0, "must be above 0")
         require(self, "head_lr", self.head_lr is None or self.head_lr > 0, "must be above 0 (or null: lr)")
@@ -300,8 +307,12 @@ def fit(
     metrics_file = output_dir / "metrics.jsonl"
     resume_from = latest_checkpoint(output_dir, STATE_FILE) if settings.resume != "never" else None
     if accelerator.is_main_process and fingerprint is not None:
-        check_fingerprint(output_dir, {**fingerprint, "num_processes": accelerator.num_processes},
-                          resuming=resume_from is not None, force=settings.resume == "force")  # fmt: skip
+        check_fingerprint(
+            output_dir,
+            {**fingerprint, "num_processes": accelerator.num_processes},
+            resuming=resume_from is not None,
+            force=settings.resume == "force",
+        )
     accelerator.wait_for_everyone()
     if resume_from is not None:
         _load_state(accelerator, resume_from)

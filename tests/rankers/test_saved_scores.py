@@ -58,8 +58,14 @@ class Payload:
 def plant(path, marker, ids, models) -> None:
     hostile = np.empty(1, dtype=object)
     hostile[0] = Payload(str(marker))
-    np.savez(path, ids=np.array(ids), models=np.array(models), logits=hostile, n_candidates=np.array([4] * len(ids)),
-             values=hostile)  # fmt: skip
+    np.savez(
+        path,
+        ids=np.array(ids),
+        models=np.array(models),
+        logits=hostile,
+        n_candidates=np.array([4] * len(ids)),
+        values=hostile,
+    )
     assert pickle.dumps(hostile[0])  # the payload is real: loading with allow_pickle=True would run it
 
 
@@ -80,10 +86,18 @@ def test_a_crafted_pickle_beside_a_checkpoint_does_not_run(tmp_path, small_datas
 
     # As a cache it is unreadable, so treated as absent: the matrices are computed again and the file rewritten.
     assert read_pair_logits(npz, val, checkpoint) is None
-    table = evaluate.run(compose_config("eval", [
-        f"checkpoint={checkpoint}", f"data.path={small_dataset}", "inference.show_progress=false",
-        "eval.bootstrap_samples=20", "inference.mixed_precision=no",
-    ]))  # fmt: skip
+    table = evaluate.run(
+        compose_config(
+            "eval",
+            [
+                f"checkpoint={checkpoint}",
+                f"data.path={small_dataset}",
+                "inference.show_progress=false",
+                "eval.bootstrap_samples=20",
+                "inference.mixed_precision=no",
+            ],
+        )
+    )
     assert not marker.exists()
     assert {r["method"] for r in table["rows"]} >= {"PairRanker + max_logits"}
     assert len(load_pair_logits(npz).matrices) == 6

@@ -24,8 +24,16 @@ from tests.training.test_loop import Stop, fresh_ranker, records, settings
 
 
 def smoke(tmp_path, data, *extra):
-    return compose_config("train_ranker", ["experiment=smoke", f"data.path={data}", f"output_dir={tmp_path / 'run'}",
-                                           "evaluate_after_training=false", *extra])  # fmt: skip
+    return compose_config(
+        "train_ranker",
+        [
+            "experiment=smoke",
+            f"data.path={data}",
+            f"output_dir={tmp_path / 'run'}",
+            "evaluate_after_training=false",
+            *extra,
+        ],
+    )
 
 
 def test_a_rerun_with_another_learning_rate_is_refused_naming_the_key(tmp_path, small_dataset):
@@ -72,8 +80,16 @@ def make_run(output_dir, stop_at=None, checkpoint_hook=None):
             ranker, encoded, sample_pairs(signal, 4, np.random.default_rng(epoch)), 4, seed=epoch
         )
 
-    fit(ranker, loss_fn, epoch_batches, settings(save_every_steps=3, log_every_steps=1), output_dir,
-        save_model=None, fingerprint={"recipe": "test"}, checkpoint_hook=checkpoint_hook)  # fmt: skip
+    fit(
+        ranker,
+        loss_fn,
+        epoch_batches,
+        settings(save_every_steps=3, log_every_steps=1),
+        output_dir,
+        save_model=None,
+        fingerprint={"recipe": "test"},
+        checkpoint_hook=checkpoint_hook,
+    )
     return ranker
 
 
@@ -96,8 +112,11 @@ def test_a_kill_at_any_point_of_the_swap_resumes_from_the_newest_complete_checkp
     resumed = make_run(tmp_path / "killed")
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
-    steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
-             if "train/loss" in line]  # fmt: skip
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+        if "train/loss" in line
+    ]
     assert steps == list(range(1, 25))  # one row per step, none twice, none lost
 
 
@@ -105,23 +124,32 @@ def test_metrics_logged_after_the_checkpoint_are_not_duplicated_on_resume(tmp_pa
     with pytest.raises(Stop):
         make_run(tmp_path / "run", stop_at=8)  # steps 7 and 8 are logged, the checkpoint is at 6
     make_run(tmp_path / "run")
-    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-             if "train/loss" in line]  # fmt: skip
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+        if "train/loss" in line
+    ]
     assert steps == list(range(1, 25))
 
 
 @pytest.mark.slow
 def test_two_runs_in_one_folder_the_second_is_refused(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, time
             from blender.training.checkpoints import run_folder_lock
             with run_folder_lock({str(tmp_path)!r}):
                 print("held", flush=True)
                 time.sleep(60)
-        """)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        """),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(
@@ -180,10 +208,19 @@ def test_settings_are_checked_from_python_too():
 @pytest.mark.parametrize("run_id", ["../../escape", "a/b", ".."])
 def test_a_run_id_with_a_path_in_it_is_refused_and_writes_nothing(tmp_path, run_id):
     done = subprocess.run(
-        [sys.executable, "-m", "blender.cli.train_ranker", "experiment=smoke", f"run_id={run_id}",
-         f"paths.outputs={tmp_path / 'outputs'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "blender.cli.train_ranker",
+            "experiment=smoke",
+            f"run_id={run_id}",
+            f"paths.outputs={tmp_path / 'outputs'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode != 0
     assert "run_id" in done.stderr and "a name, not a path" in done.stderr, done.stderr
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "escape").exists()
@@ -194,15 +231,45 @@ def test_a_mistyped_checkpoint_creates_nothing(tmp_path):
     typo = tmp_path / "runs" / "2026-typo" / "best"
     done = subprocess.run(
         [sys.executable, "-m", "blender.cli.evaluate", f"checkpoint={typo}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode != 0 and "not a ranker checkpoint" in done.stderr, done.stderr
     assert not (tmp_path / "runs").exists()
 
 
 def test_eval_still_writes_beside_a_real_checkpoint(tmp_path, small_dataset):
     train_ranker.run(smoke(tmp_path, small_dataset))
-    cfg = compose_config("eval", [f"checkpoint={tmp_path / 'run' / 'best'}", f"data.path={small_dataset}",
-                                  "inference.show_progress=false", "eval.bootstrap_samples=20"])  # fmt: skip
+    cfg = compose_config(
+        "eval",
+        [
+            f"checkpoint={tmp_path / 'run' / 'best'}",
+            f"data.path={small_dataset}",
+            "inference.show_progress=false",
+            "eval.bootstrap_samples=20",
+        ],
+    )
     assert cfg.output_dir == str(tmp_path / "run" / "eval")
     evaluate.run(cfg)
+
+
+@pytest.mark.slow
+def test_a_bad_option_on_the_command_line_is_one_line_on_stderr_and_exit_2(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blender.cli.train_ranker",
+            "experiment=smoke",
+            "trainer.lr=abc",
+            f"output_dir={tmp_path / 'run'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "trainer.lr='abc': expected a number" in done.stderr and "Traceback" not in done.stderr
