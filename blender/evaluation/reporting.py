@@ -268,11 +268,7 @@ def report_ranker(
     logits_file = output_dir / f"pair_logits_{data.name}_{split}.npz"
     # `make eval` right after `make train-ranker` reads the same checkpoint's matrices instead of recomputing
     # them (minutes on a CPU); any change of records, weights or precision recomputes.
-    saved = (
-        read_pair_logits(logits_file, records, checkpoint, inference.mixed_precision)
-        if kind.pairwise
-        else None
-    )
+    saved = read_pair_logits(logits_file, records, checkpoint, inference.precision) if kind.pairwise else None
     table, rankers, matrices = evaluate_ranker_with_methods(
         ranker,
         records,
@@ -294,7 +290,7 @@ def report_ranker(
         first = rankers[0]
         n_candidates = int(sum(len(r.candidates) for r in records) / len(records))  # as ranker_methods
         seconds = first.seconds * forward_passes("max_logits", n_candidates) / first.forward_passes
-        write_pair_logits(logits_file, ids, models, matrices, seconds, inference.mixed_precision)
+        write_pair_logits(logits_file, ids, models, matrices, seconds, inference.precision)
     elif matrices is None:
         scores_file = output_dir / f"candidate_scores_{data.name}_{split}.npz"
         write_candidate_scores(scores_file, ids, models, list(rankers[0].scores))

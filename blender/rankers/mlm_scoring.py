@@ -182,7 +182,7 @@ class MLMScorer(nn.Module):
         )
         log_probs = np.empty(len(copies))
         bar = tqdm(total=len(copies), desc="masked tokens", disable=not settings.show_progress, leave=False)
-        with torch.inference_mode(), autocast_context(device, settings.mixed_precision):
+        with torch.inference_mode(), autocast_context(device, settings.precision):
             for batch in batches:
                 longest = max(len(bases[copies[c][0]][0]) for c in batch)
                 input_ids = torch.full(

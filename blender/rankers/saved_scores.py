@@ -63,6 +63,12 @@ def _read_npz(
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         # ValueError covers "Object arrays cannot be loaded when allow_pickle=False": a pickle is never run.
         raise SavedScoresError(f"{path}: not a saved-scores file blender can read ({error})") from None
+    legacy = "logits" if square else "scores"
+    if "values" not in arrays and legacy in arrays and arrays[legacy].ndim == (3 if square else 2):
+        # Written before this layout, by records of equal candidate counts: plain arrays, no pickle.
+        stacked, models_2d = arrays.pop(legacy), arrays.pop("models")
+        arrays["n_candidates"] = np.full(len(stacked), stacked.shape[1], dtype=np.int64)
+        arrays["models"], arrays["values"] = models_2d.ravel(), stacked.ravel()
     try:
         ids, counts = arrays.pop("ids").tolist(), arrays.pop("n_candidates").tolist()
         flat_models, flat = arrays.pop("models").tolist(), arrays.pop("values")
@@ -86,15 +92,15 @@ def write_pair_logits(
     models: list[list[str]],
     matrices: list,
     seconds_per_instruction: float | None = None,
-    mixed_precision: str | None = None,
+    precision: str | None = None,
 ) -> Path:
     """Save every N×N logit matrix (and whose rows they are) so picks can be analysed without rerunning;
     with the time the matrices took and their precision, `read_pair_logits` can stand in for a rerun."""
     arrays = _ragged(record_ids, models, matrices)
     if seconds_per_instruction is not None:
         arrays["seconds_per_instruction"] = np.array(seconds_per_instruction, dtype=np.float64)
-    if mixed_precision is not None:
-        arrays["mixed_precision"] = np.array(str(mixed_precision))
+    if precision is not None:
+        arrays["precision"] = np.array(str(precision))
     return _write_npz(path, arrays)
 
 
@@ -104,25 +110,35 @@ class SavedPairLogits:
     models: list[list[str]]
     matrices: list[np.ndarray]
     seconds_per_instruction: float | None
-    mixed_precision: str | None
+    precision: str | None
 
 
 def load_pair_logits(path: str | os.PathLike) -> SavedPairLogits:
     """Everything `write_pair_logits` saved. Raises SavedScoresError for a file of another layout."""
     ids, models, matrices, rest = _read_npz(Path(path), square=True)
     seconds = float(rest["seconds_per_instruction"]) if "seconds_per_instruction" in rest else None
-    precision = str(rest["mixed_precision"]) if "mixed_precision" in rest else None
-    return SavedPairLogits(ids, models, matrices, seconds, precision)
+    return SavedPairLogits(ids, models, matrices, seconds, saved_precision_of(rest))
+
+
+def saved_precision_of(arrays: dict[str, np.ndarray]) -> str | None:
+    """The precision saved matrices were computed at (files written before `inference.precision`: their
+    "mixed_precision", "no" being fp32)."""
+    if "precision" in arrays:
+        return str(arrays["precision"])
+    if "mixed_precision" in arrays:
+        legacy = str(arrays["mixed_precision"])
+        return "fp32" if legacy == "no" else legacy
+    return None
 
 
 def read_pair_logits(
     path: str | os.PathLike,
     records: Sequence[Record],
     checkpoint: str | os.PathLike,
-    mixed_precision: str | None = None,
+    precision: str | None = None,
 ) -> SavedPairLogits | None:
     """The matrices `write_pair_logits` saved, when they are of these records (ids and candidate models, in
-    order), newer than the checkpoint's weights and, if `mixed_precision` is given, computed at it; else None."""
+    order), newer than the checkpoint's weights and, if `precision` is given, computed at it; else None."""
     path, checkpoint = Path(path), Path(checkpoint)
     if not path.is_file():
         return None
@@ -139,13 +155,8 @@ def read_pair_logits(
     if saved.ids != [r.id for r in records] or saved.models != [r.models for r in records]:
         log.info("%s holds other records than these %d: not reused", path, len(records))
         return None
-    if mixed_precision is not None and saved.mixed_precision != str(mixed_precision):
-        log.info(
-            "%s was computed at mixed_precision=%s, not %s: not reused",
-            path,
-            saved.mixed_precision,
-            mixed_precision,
-        )
+    if precision is not None and saved.precision != str(precision):
+        log.info("%s was computed at precision=%s, not %s: not reused", path, saved.precision, precision)
         return None
     return saved
 

@@ -115,7 +115,7 @@ class SimCLS(nn.Module):
         texts = [*sources, *candidates]
         batches = length_sorted_batches([len(s) for s in texts], settings.max_tokens, settings.max_batch_size)
         table = torch.empty(len(texts), self.backbone.config.hidden_size)
-        with torch.inference_mode(), autocast_context(device, settings.mixed_precision):
+        with torch.inference_mode(), autocast_context(device, settings.precision):
             for batch in tqdm(batches, desc="texts", disable=not settings.show_progress, leave=False):
                 inputs = {k: v.to(device) for k, v in self.pad([texts[k] for k in batch]).items()}
                 table[batch] = self.embed(inputs["input_ids"], inputs["attention_mask"]).cpu()

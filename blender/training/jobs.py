@@ -90,7 +90,7 @@ def run_fingerprint(
         **data_fingerprint(data, (data.train_split, data.val_split)),
         **model,
         "trainer": trainer_settings,
-        "inference": {"mixed_precision": inference.mixed_precision},
+        "inference": {"precision": inference.precision},
     }
     return flatten_settings(json.loads(json.dumps(sections, default=str)))
 

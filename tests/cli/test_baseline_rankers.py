@@ -50,7 +50,7 @@ def test_each_ranker_trains_or_scores_and_evaluates(ranker, tmp_path, small_data
             "data.limit_val=4",
             "inference.show_progress=false",
             "eval.bootstrap_samples=100",
-            "inference.mixed_precision=no",
+            "inference.precision=fp32",
         ],
     )
     again = {r["method"]: r for r in evaluate.run(cfg)["rows"]}

@@ -49,7 +49,7 @@ def test_smoke_run_trains_evaluates_and_writes_the_table(tmp_path, small_dataset
             "data.limit_val=4",
             "inference.show_progress=false",
             "eval.bootstrap_samples=100",
-            "inference.mixed_precision=no",
+            "inference.precision=fp32",
         ],
     )
     again = {r["method"]: r for r in evaluate.run(cfg)["rows"]}
@@ -138,7 +138,7 @@ def test_eval_reuses_the_training_runs_matrices_until_something_changes(tmp_path
     ]
     first = {
         r["method"]: r
-        for r in evaluate.run(compose_config("eval", [*overrides, "inference.mixed_precision=no"]))["rows"]
+        for r in evaluate.run(compose_config("eval", [*overrides, "inference.precision=fp32"]))["rows"]
     }
 
     import blender.evaluation.methods as evaluation
@@ -149,7 +149,7 @@ def test_eval_reuses_the_training_runs_matrices_until_something_changes(tmp_path
     monkeypatch.setattr(evaluation, "full_matrices", no_model_run)
     again = {
         r["method"]: r
-        for r in evaluate.run(compose_config("eval", [*overrides, "inference.mixed_precision=no"]))["rows"]
+        for r in evaluate.run(compose_config("eval", [*overrides, "inference.precision=fp32"]))["rows"]
     }
     for method in ("PairRanker + max_logits", "PairRanker + bubble"):
         assert again[method]["top1_oracle"] == first[method]["top1_oracle"]
@@ -158,7 +158,7 @@ def test_eval_reuses_the_training_runs_matrices_until_something_changes(tmp_path
         )
     # Another precision (or other records, or newer weights) runs the model again.
     with pytest.raises(AssertionError, match="should have been reused"):
-        evaluate.run(compose_config("eval", [*overrides, "inference.mixed_precision=bf16"]))
+        evaluate.run(compose_config("eval", [*overrides, "inference.precision=bf16"]))
 
 
 def test_the_seed_fixes_the_initial_weights_too(tmp_path, small_dataset):

@@ -13,7 +13,7 @@ from blender.records import DataSettings
 from tests.conftest import compose_config
 
 FAST = [
-    "inference.mixed_precision=no",
+    "inference.precision=fp32",
     "inference.show_progress=false",
     "tables.metrics=[bleu,rougeL]",
     "metrics.bertscore=null",

@@ -18,7 +18,7 @@ from blender.rankers.saved_scores import write_pair_logits
 from blender.records.schema import parse_record
 from tests.conftest import make_raw_record
 
-QUIET = InferenceSettings(mixed_precision="no", show_progress=False)
+QUIET = InferenceSettings(precision="fp32", show_progress=False)
 
 
 def records(n: int = 3):

@@ -35,7 +35,7 @@ def run(ranker: str, out, *extra):
             "trainer.show_progress=false",
             "trainer.mixed_precision=no",
             "inference.show_progress=false",
-            "inference.mixed_precision=no",
+            "inference.precision=fp32",
             "eval.bootstrap_samples=100",
             *extra,
         ],
@@ -60,7 +60,7 @@ def test_short_training_run_on_minilm(ranker, tmp_path):
         1 + int((v > v[int(np.argmax(s))]).sum()) for v, s in zip(judged, saved_scores, strict=True)
     ]
     assert row["gpt_rank"] == pytest.approx(np.mean(ranks_of_picks))
-    inference = InferenceSettings(show_progress=False, mixed_precision="no")
+    inference = InferenceSettings(show_progress=False, precision="fp32")
     blender = Blender.from_pretrained(tmp_path / "best", inference=inference)
     ranks = blender.rank(["Name a prime number."], [["7", "4", "Nine is prime."]])[0]
     record = Record(

@@ -34,7 +34,7 @@ def test_rank_and_fuse_on_minilm(tmp_path):
         tmp_path / "ranker",
         device="cpu",
         fuser_checkpoint=tmp_path / "fuser",
-        inference=InferenceSettings(mixed_precision="no", show_progress=False),
+        inference=InferenceSettings(precision="fp32", show_progress=False),
         generation=GenerationSettings(num_beams=2, max_new_tokens=6, show_progress=False),
     )
     instructions = ["Name a prime number.", "What colour is the sky?"]

@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
             "trainer.show_progress=false",
             "trainer.mixed_precision=no",
             "inference.show_progress=false",
-            "inference.mixed_precision=no",
+            "inference.precision=fp32",
             "eval.bootstrap_samples=100",
         ],
     )
@@ -72,7 +72,7 @@ def test_trains_and_evaluates_end_to_end(trained):
 
 def test_checkpoint_ranks_through_the_python_api(trained):
     out, _ = trained
-    inference = InferenceSettings(show_progress=False, mixed_precision="no")
+    inference = InferenceSettings(show_progress=False, precision="fp32")
     blender = Blender.from_pretrained(out / "best", inference=inference)
     instructions, candidates = (
         ["Name a prime number.", "Say hi."],
@@ -98,10 +98,10 @@ def test_real_minilm_scores_do_not_depend_on_batch_size(trained):
     ranker = PairRanker.load(out / "best")
     (val,) = load_candidates(DATA, splits=("val",), limit=2)
     one = full_matrices(
-        ranker, val, InferenceSettings(mixed_precision="no", max_batch_size=1, show_progress=False)
+        ranker, val, InferenceSettings(precision="fp32", max_batch_size=1, show_progress=False)
     )
     many = full_matrices(
-        ranker, val, InferenceSettings(mixed_precision="no", max_batch_size=32, show_progress=False)
+        ranker, val, InferenceSettings(precision="fp32", max_batch_size=32, show_progress=False)
     )
     for a, b in zip(one, many, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)

@@ -10,7 +10,7 @@ from blender.rankers import InferenceSettings, MLMScorer, build_mlm_scorer, load
 from blender.records import parse_record
 from tests.conftest import make_raw_record, make_tiny_encoder, make_tiny_tokenizer
 
-QUIET = InferenceSettings(mixed_precision="no", show_progress=False)
+QUIET = InferenceSettings(precision="fp32", show_progress=False)
 
 
 def tokenizer_with_mask():
@@ -61,7 +61,7 @@ def test_pll_equals_one_mask_at_a_time():
     scorer = MLMScorer(tiny_mlm(tokenizer), tokenizer, head="mlm", candidate_max_length=5)
     record = parse_record(make_raw_record(0, 3), "t")
     (scores,) = scorer.score_records(
-        [record], InferenceSettings(mixed_precision="no", max_batch_size=3, show_progress=False)
+        [record], InferenceSettings(precision="fp32", max_batch_size=3, show_progress=False)
     )
     for k, candidate in enumerate(record.candidates):
         ids, _, positions = scorer.sequence(record.source, candidate.text)

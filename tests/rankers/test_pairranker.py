@@ -59,12 +59,12 @@ def test_scores_do_not_depend_on_batching_or_order(tiny_ranker):
         tiny_ranker,
         encoded,
         triples,
-        InferenceSettings(mixed_precision="no", max_batch_size=1, show_progress=False),
+        InferenceSettings(precision="fp32", max_batch_size=1, show_progress=False),
     )
     for settings in (
-        InferenceSettings(mixed_precision="no", max_batch_size=8, show_progress=False),
-        InferenceSettings(mixed_precision="no", max_batch_size=32, show_progress=False),
-        InferenceSettings(mixed_precision="no", max_tokens=64, show_progress=False),
+        InferenceSettings(precision="fp32", max_batch_size=8, show_progress=False),
+        InferenceSettings(precision="fp32", max_batch_size=32, show_progress=False),
+        InferenceSettings(precision="fp32", max_tokens=64, show_progress=False),
     ):
         np.testing.assert_allclose(score_pairs(tiny_ranker, encoded, triples, settings), reference, atol=1e-5)
     shuffled = np.random.default_rng(0).permutation(len(triples))
@@ -72,16 +72,16 @@ def test_scores_do_not_depend_on_batching_or_order(tiny_ranker):
         tiny_ranker,
         encoded,
         [triples[k] for k in shuffled],
-        InferenceSettings(mixed_precision="no", show_progress=False),
+        InferenceSettings(precision="fp32", show_progress=False),
     )
     np.testing.assert_allclose(again, reference[shuffled], atol=1e-5)
     # A record's matrix is the same whether it is ranked alone or with others.
     alone = full_matrices(
-        tiny_ranker, records[2:3], InferenceSettings(mixed_precision="no", show_progress=False)
+        tiny_ranker, records[2:3], InferenceSettings(precision="fp32", show_progress=False)
     )[0]
-    together = full_matrices(
-        tiny_ranker, records, InferenceSettings(mixed_precision="no", show_progress=False)
-    )[2]
+    together = full_matrices(tiny_ranker, records, InferenceSettings(precision="fp32", show_progress=False))[
+        2
+    ]
     np.testing.assert_allclose(alone, together, atol=1e-5)
     assert np.all(np.diag(together) == 0)
 
@@ -90,7 +90,7 @@ def test_one_order_runs_half_the_passes_and_keeps_their_logits(tiny_ranker, monk
     import blender.rankers.predict as predict
 
     records = [parse_record(make_raw_record(k), "t") for k in range(2)]
-    settings = InferenceSettings(mixed_precision="no", show_progress=False)
+    settings = InferenceSettings(precision="fp32", show_progress=False)
     both = full_matrices(tiny_ranker, records, settings)
     counted = []
     score = predict.score_pairs
@@ -121,7 +121,7 @@ def test_save_and_load_round_trip(tiny_ranker, tmp_path):
     loaded = PairRanker.load(tmp_path / "ckpt")
     assert loaded.settings() == tiny_ranker.settings()
     records = [parse_record(make_raw_record(0), "t")]
-    settings = InferenceSettings(mixed_precision="no", show_progress=False)
+    settings = InferenceSettings(precision="fp32", show_progress=False)
     np.testing.assert_allclose(
         full_matrices(loaded, records, settings)[0],
         full_matrices(tiny_ranker, records, settings)[0],

@@ -7,7 +7,7 @@ from blender.rankers import InferenceSettings, PointwiseRanker, SimCLS, SummaRer
 from blender.records import parse_record
 from tests.conftest import make_raw_record, make_tiny_encoder, make_tiny_tokenizer
 
-QUIET = InferenceSettings(mixed_precision="no", show_progress=False)
+QUIET = InferenceSettings(precision="fp32", show_progress=False)
 
 
 def summareranker(tasks=("q",)) -> SummaReranker:
@@ -64,10 +64,10 @@ def test_summareranker_reads_source_and_one_candidate_at_the_first_token():
 def test_summareranker_scores_do_not_depend_on_batching():
     ranker, data = summareranker(), records(4, 5)
     one = ranker.score_records(
-        data, InferenceSettings(mixed_precision="no", max_batch_size=1, show_progress=False)
+        data, InferenceSettings(precision="fp32", max_batch_size=1, show_progress=False)
     )
     many = ranker.score_records(
-        data, InferenceSettings(mixed_precision="no", max_batch_size=64, show_progress=False)
+        data, InferenceSettings(precision="fp32", max_batch_size=64, show_progress=False)
     )
     for a, b in zip(one, many, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)

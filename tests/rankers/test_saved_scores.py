@@ -32,7 +32,7 @@ def test_ragged_matrices_and_scores_round_trip(tmp_path):
     write_pair_logits(tmp_path / "l.npz", ["a", "b"], [["x", "y", "z"], ["x", "y"]], matrices, 0.25, "bf16")
     saved = load_pair_logits(tmp_path / "l.npz")
     assert saved.ids == ["a", "b"] and saved.models == [["x", "y", "z"], ["x", "y"]]
-    assert saved.seconds_per_instruction == 0.25 and saved.mixed_precision == "bf16"
+    assert saved.seconds_per_instruction == 0.25 and saved.precision == "bf16"
     for got, want in zip(saved.matrices, matrices, strict=True):
         np.testing.assert_array_equal(got, want)
     write_candidate_scores(
@@ -94,7 +94,7 @@ def test_a_crafted_pickle_beside_a_checkpoint_does_not_run(tmp_path, small_datas
                 f"data.path={small_dataset}",
                 "inference.show_progress=false",
                 "eval.bootstrap_samples=20",
-                "inference.mixed_precision=no",
+                "inference.precision=fp32",
             ],
         )
     )
