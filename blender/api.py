@@ -41,8 +41,8 @@ from blender.comparisons import (
 from blender.conversations import conversation_pairs
 from blender.fuser.model import GenerationSettings, GenFuser
 from blender.metrics.gpt_rank import competition_ranks
-from blender.rankers.loading import Ranker, load_ranker
 from blender.rankers.predict import InferenceSettings
+from blender.rankers.registry import Ranker, load_ranker
 from blender.sampling import build_prompts, sample_candidates
 
 
@@ -61,7 +61,9 @@ class Blender:
         self, ranker: Ranker, inference: InferenceSettings | None = None, fuser: GenFuser | None = None
     ) -> None:
         self.ranker = ranker.eval()
-        self.inference = inference or InferenceSettings(show_progress=False)
+        # fp32 unless asked: scores from Python equal the original's (PairRM's golden logits); the configs' bf16
+        # is a speed choice for long runs (inference=InferenceSettings(precision="bf16") here).
+        self.inference = inference or InferenceSettings(show_progress=False, precision="fp32")
         self.fuser = fuser
 
     @classmethod

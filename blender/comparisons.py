@@ -9,10 +9,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from blender.aggregation import bubble_runs, get_aggregation
-from blender.data.schema import Candidate, Record
-from blender.rankers.loading import Ranker
 from blender.rankers.pairranker import PairRanker
 from blender.rankers.predict import InferenceSettings, encode_records, full_matrices, score_pairs
+from blender.rankers.registry import Ranker, kind_of
+from blender.records import Candidate, Record
 
 COMPARE_MODES = ("[A,B]+[B,A]", "[A,B]", "[B,A]")
 REFERENCE_MODES = ("longest", "shortest", "median_length", "first", "last")
@@ -78,7 +78,7 @@ def candidate_scores(
 ) -> list[np.ndarray]:
     """Per record, [n] candidate scores, higher is better. A PairRanker's "max_logits" scores are
     llm-blender's: the row mean of M − Mᵀ, diagonal included (the same ranks as the sum)."""
-    if not isinstance(ranker, PairRanker):
+    if not kind_of(ranker).pairwise:
         return ranker.score_records(records, settings)
     if aggregation == "bubble":
         return bubble_positions(ranker, records, settings, seed)
@@ -117,7 +117,7 @@ def pair_margins(
     """
     if mode not in COMPARE_MODES:
         raise ValueError(f"mode={mode!r}; choose one of {list(COMPARE_MODES)}")
-    if not isinstance(ranker, PairRanker):
+    if not kind_of(ranker).pairwise:
         scores = ranker.score_records(records, settings)
         return np.array([scores[e][a] - scores[e][b] for e, a, b in pairs])
     encoded = encode_records(ranker, records)
@@ -152,7 +152,7 @@ def selection_orders(
     if not ranked:
         return orders
     subset = [records[k] for k in ranked]
-    if isinstance(ranker, PairRanker) and pairrm_cmp_type == "bubble":
+    if kind_of(ranker).pairwise and pairrm_cmp_type == "bubble":
         for k, position in zip(ranked, bubble_positions(ranker, subset, settings, seed, worst), strict=True):
             by_position = [int(i) for i in np.argsort(position, kind="stable")]
             orders[k] = [by_position[-1], *by_position[:-1]]

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from blender.api import Blender
-from blender.rankers.loading import Ranker
 from blender.rankers.predict import InferenceSettings
+from blender.rankers.registry import Ranker
 
 
 def _trl_base() -> type:

@@ -27,8 +27,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from blender.api import Blender
-from blender.data.schema import RecordError
 from blender.metrics.gpt_rank import competition_ranks
+from blender.records import RecordError
 
 log = logging.getLogger(__name__)
 

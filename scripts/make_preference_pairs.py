@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from blender.data.loading import read_jsonl
 from blender.files import write_jsonl_atomic
+from blender.records import read_jsonl
 
 
 def pairs(path: Path, signal: str, max_chars: int, limit: int) -> list[dict]:

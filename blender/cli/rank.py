@@ -9,8 +9,9 @@ import hydra
 from omegaconf import DictConfig
 
 from blender.api import Blender
-from blender.cli.common import inference_settings, user_errors
+from blender.cli.common import settings, user_errors
 from blender.rank_file import rank_file
+from blender.rankers.predict import InferenceSettings
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,10 @@ def main(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> dict[str, int]:
     blender = Blender.from_pretrained(
-        cfg.checkpoint, device=cfg.device, inference=inference_settings(cfg.inference), backbone=cfg.backbone
+        cfg.checkpoint,
+        device=cfg.device,
+        inference=settings(InferenceSettings, cfg.inference),
+        backbone=cfg.backbone,
     )
     summary = rank_file(
         blender,

@@ -1,27 +1,20 @@
-"""Train a GenFuser on a ranker's top-K, then fuse and score the eval split: `make train-fuser`."""
+"""Train a GenFuser on a ranker's top-K, then fuse and score the eval split: `make train-fuser`
+(`blender.training.jobs.train_and_evaluate_fuser`)."""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
-from accelerate.utils import set_seed
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from blender.cli.common import inference_settings, load_split, to_dict, user_errors
-from blender.cli.evaluate import report_fused
-from blender.evaluation.ranking import Method
-from blender.fuser.model import GenerationSettings, GenFuser
-from blender.fuser.topk import TopKSettings, ranker_rankings
-from blender.fuser.training import fuser_examples, train_fuser
+from blender.cli.common import data_settings, report_settings, settings, to_dict, user_errors
+from blender.fuser.model import GenerationSettings
+from blender.fuser.topk import TopKSettings
+from blender.training.jobs import FuserJob, train_and_evaluate_fuser
 from blender.training.loop import LoggerSettings, TrainSettings
-
-log = logging.getLogger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train_fuser")
@@ -31,69 +24,20 @@ def main(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    data = cfg.data
-    train = load_split(data, data.train_split, data.limit_train)
-    val = load_split(data, data.val_split, data.limit_val)
-    topk = TopKSettings(**to_dict(cfg.topk))
-    inference = inference_settings(cfg.inference)
-    train_rankings, train_source = ranker_rankings(train, data.train_split, data.name, topk, inference)
-    # `topk.pair_orders` may halve the train split's cost; val and eval are ranked on the full matrix, as
-    # `make eval` and inference rank them, so the fused row reads the same top-K everywhere.
-    full = replace(topk, pair_orders="both")
-    val_rankings, val_source = ranker_rankings(val, data.val_split, data.name, full, inference)
-    log.info(
-        "top-K (K=%d, %s): train %s, val %s",
-        topk.k,
-        topk.selection,
-        train_source.get("source"),
-        val_source.get("source"),
-    )
-    # Before the model: its new weights (cross-attention, or all of a random config) are drawn here.
-    set_seed(cfg.trainer.seed)
-    fuser: GenFuser = instantiate(cfg.fuser, _convert_="all")
-    output_dir = Path(cfg.output_dir)
-    summary = train_fuser(
-        fuser,
-        fuser_examples(fuser, train, train_rankings, topk.k),
-        fuser_examples(fuser, val, val_rankings, topk.k),
-        TrainSettings(**to_dict(cfg.trainer)),
-        output_dir,
+    job = FuserJob(
+        data=data_settings(cfg),
+        build_fuser=lambda: instantiate(cfg.fuser, _convert_="all"),
+        topk=settings(TopKSettings, cfg.topk),
+        trainer=settings(TrainSettings, cfg.trainer),
+        output_dir=Path(cfg.output_dir),
+        generation=settings(GenerationSettings, cfg.fuser.generation),
         shuffle_candidates=cfg.shuffle_candidates,
-        logger=LoggerSettings(**to_dict(cfg.logger)),
+        report=report_settings(cfg),
+        logger=settings(LoggerSettings, cfg.logger),
+        evaluate_after_training=cfg.evaluate_after_training,
         run_config=to_dict(cfg),
     )
-    log.info(
-        "training done: best %s = %s at epoch %s",
-        cfg.trainer.best_metric,
-        summary["best_value"],
-        summary["best_epoch"],
-    )
-    if cfg.evaluate_after_training and (output_dir / "best").is_dir():
-        if data.eval_split == data.val_split:
-            records, rankings, source = val, val_rankings, val_source
-        else:
-            records = load_split(data, data.eval_split, data.limit_val)
-            rankings, source = ranker_rankings(records, data.eval_split, data.name, full, inference)
-        best = GenFuser.load(output_dir / "best", GenerationSettings(**to_dict(cfg.fuser.generation)))
-        rankers = []
-        if topk.selection == "ranker" and all(s is not None for s in source["scores"]):
-            rankers = [
-                Method(f"PairRanker + {topk.aggregation}", scores=[np.asarray(s) for s in source["scores"]])
-            ]
-        summary["eval"] = report_fused(
-            cfg,
-            best,
-            str(output_dir / "best"),
-            records,
-            rankings,
-            topk.k,
-            topk.selection,
-            rankers,
-            train,
-            data.eval_split,
-            output_dir / "eval",
-        )
-    return summary
+    return train_and_evaluate_fuser(job)
 
 
 if __name__ == "__main__":

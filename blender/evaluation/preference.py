@@ -8,6 +8,7 @@ should clear, with 95% bootstrap intervals over pairs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,14 @@ from typing import Any
 import numpy as np
 
 from blender.comparisons import pair_margins
-from blender.data.preference import is_preference_record
-from blender.data.schema import Record, RecordError
 from blender.evaluation.ranking import bootstrap_indices, interval
 from blender.files import write_json_atomic, write_text_atomic
-from blender.rankers.loading import Ranker
 from blender.rankers.predict import InferenceSettings
+from blender.rankers.registry import Ranker
+from blender.records import Record, RecordError
+from blender.records.preference import is_preference_record
+
+log = logging.getLogger(__name__)
 
 
 def correct(margins: np.ndarray) -> np.ndarray:
@@ -85,3 +88,35 @@ def write_preference_report(result: dict[str, Any], output_dir: Path, name: str,
         ]
     )
     return write_text_atomic(output_dir / f"{name}.md", markdown)
+
+
+def report_preference(
+    ranker: Ranker,
+    records: Sequence[Record],
+    data: Any,
+    split: str,
+    output_dir: Path,
+    checkpoint: str,
+    report: Any,
+) -> dict[str, Any]:
+    """Pairwise accuracy on preference pairs (and Longest's), written as `pairwise_<data>_<split>.{json,md}`:
+    what `make eval` reports for a `data.format: preference` split."""
+    result = pairwise_accuracy(
+        ranker, records, report.inference, report.evaluation.bootstrap_samples, report.evaluation.seed
+    )
+    label = getattr(ranker, "label", "PairRanker")
+    result.update(method=label, dataset=data.name, split=split, checkpoint=checkpoint)
+    low, high = result["interval"]
+    title = f"{data.name} {split}: {label} ({checkpoint})"
+    markdown = write_preference_report(result, output_dir, f"pairwise_{data.name}_{split}", title)
+    log.info(
+        "%s: pairwise accuracy %.3f [%.3f, %.3f] on %d pairs (Longest %.3f); wrote %s",
+        title,
+        result["pairwise_accuracy"],
+        low,
+        high,
+        result["n_pairs"],
+        result["longest_accuracy"],
+        markdown,
+    )
+    return result

@@ -1,6 +1,8 @@
-"""GenFuser: fuse the ranker's top-K candidates into one answer (packing, model, top-K cache, training)."""
+"""GenFuser: fuse a ranker's top-K candidates into one answer: the fusion input (`packing`), the generator and its
+checkpoint (`model`), the cached top-K of a split (`topk`), training examples and the fit (`training`), and the
+fused answers of a split with their scores and judge placement (`fused`)."""
 
-from blender.fuser.evaluate import (
+from blender.fuser.fused import (
     FUSED_FIELD,
     FusedAnswers,
     fuse_records,

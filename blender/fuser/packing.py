@@ -25,7 +25,8 @@ CUT_MARKER = "..."
 
 @dataclass
 class PackingSettings:
-    """Token budgets and separators (`fuser.packing` in config).
+    """Token budgets and separators (`fuser.packing` in config); the defaults are the offline default fuser's
+    (conf/fuser/minilm_bert2bert.yaml), the paper's are in conf/fuser/flan_t5_xl.yaml.
 
     Attributes:
         candidate_max_length: tokens per candidate (paper: 128); a cut candidate ends with `cut_marker`.
@@ -36,11 +37,11 @@ class PackingSettings:
         cut_marker: appended to a candidate that was cut (the original: "...").
     """
 
-    candidate_max_length: int = 128
-    max_source_length: int = 1024
+    candidate_max_length: int = 96
+    max_source_length: int = 384
     max_target_length: int = 128
     separator: str | None = None
-    add_special_tokens: bool = False
+    add_special_tokens: bool = True
     cut_marker: str = CUT_MARKER
 
 

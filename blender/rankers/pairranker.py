@@ -20,9 +20,11 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_model
 from torch import Tensor, nn
@@ -35,19 +37,22 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from blender.data.collate import PAIR_SPECIAL_TOKENS, PairEncoder, add_pair_tokens
+from blender.rankers.backbone import encoder_ranker_builder
+from blender.rankers.checkpoint import RANKER_CONFIG_FILE, WEIGHTS_FILE, read_checkpoint
+from blender.rankers.encoding import PAIR_SPECIAL_TOKENS, EncodedTexts, PairEncoder, add_pair_tokens
+from blender.rankers.losses import absolute_target_loss, pairwise_logistic_loss
 from blender.rankers.pairrm_encoding import (
     PAIRRM_FORMATS,
     PAIRRM_PREFIX_TOKENS,
     PairRMEncoder,
     add_pairrm_tokens,
 )
+from blender.rankers.registry import RankerKind, TrainingPlan
+from blender.records import Pair, Record, per_signal, sample_pairs, signal_matrix
+from blender.records.pairs import PAIR_WEIGHTINGS
 
 log = logging.getLogger(__name__)
 
-# The files of checkpoints written before PairRanker was a PreTrainedModel (and of the pointwise rankers).
-RANKER_CONFIG_FILE = "ranker_config.json"
-WEIGHTS_FILE = "model.safetensors"
 POOLINGS = ("marker", "mean")
 # "blender": blender's own encoding (`PairEncoder`); "pairrm" / "pairrm_hf": the released PairRM layouts'.
 INPUT_FORMATS = ("blender", *PAIRRM_FORMATS)
@@ -105,11 +110,11 @@ class PairRankerConfig(PretrainedConfig):
         backbone_config: PretrainedConfig | dict | None = None,
         task_names: Sequence[str] = ("quality",),
         dropout: float = 0.05,
-        source_max_length: int = 128,
-        candidate_max_length: int = 128,
+        source_max_length: int = 64,
+        candidate_max_length: int = 224,
         truncation: str = "head",
         length_hint: bool = False,
-        pooling: str = "marker",
+        pooling: str = "mean",
         input_format: str = "blender",
         head_bias: bool = False,
         marker_token_ids: Sequence[int] | None = None,
@@ -158,14 +163,15 @@ class PairRanker(PreTrainedModel):
         tokenizer: its tokenizer; the marker tokens are added (unless present) and the embeddings resized.
         task_names: one output per training signal (paper: ["bartscore"]).
         dropout: dropout in the head (paper: 0.05).
-        source_max_length: source budget in tokens (paper: 128).
-        candidate_max_length: budget of each candidate (paper: 128).
+        source_max_length: source budget in tokens (paper: 128; the offline default 64).
+        candidate_max_length: budget of each candidate (paper: 128; the offline default 224, so an answer's
+            length shows: docs/results/pairranker.md).
         truncation: how long candidates are cut ("head" as the paper, or "head_tail").
         length_hint: start each candidate part with "(N words)", its whole length (not in the paper; see
             `PairEncoder`).
         pooling: what the head reads for each part: "marker" (the paper: the hidden state at its marker
-            token) or "mean" (the mean hidden state over the part, marker included: the pooling
-            sentence-embedding encoders such as all-MiniLM-L6-v2 were trained with; not in the paper).
+            token) or "mean" (the offline default: the mean hidden state over the part, marker included, the
+            pooling sentence-embedding encoders such as all-MiniLM-L6-v2 were trained with; not in the paper).
         input_format: "blender" (blender's `PairEncoder`: fixed per-part budgets, markers as special tokens)
             or "pairrm" / "pairrm_hf" (the released PairRM layouts' `PairRMEncoder`).
         head_bias: give the head's last Linear a bias. It cancels in s1 − s2, so it can never learn (blender's
@@ -183,11 +189,11 @@ class PairRanker(PreTrainedModel):
         tokenizer: PreTrainedTokenizerBase | None = None,
         task_names: Sequence[str] = ("quality",),
         dropout: float = 0.05,
-        source_max_length: int = 128,
-        candidate_max_length: int = 128,
+        source_max_length: int = 64,
+        candidate_max_length: int = 224,
         truncation: str = "head",
         length_hint: bool = False,
-        pooling: str = "marker",
+        pooling: str = "mean",
         input_format: str = "blender",
         head_bias: bool = False,
     ) -> None:
@@ -421,16 +427,13 @@ class PairRanker(PreTrainedModel):
             if json.loads(config_file.read_text()).get("model_type") != PairRankerConfig.model_type:
                 # Another layout (a released PairRM): the loader that knows them all, imported here because
                 # it imports this module.
-                from blender.rankers.loading import load_ranker
+                from blender.rankers.registry import load_ranker
 
                 return load_ranker(directory, map_location=map_location)
             return cls.from_pretrained(directory).to(map_location).eval()
-        settings = json.loads((directory / RANKER_CONFIG_FILE).read_text())
-        kind = settings.pop("ranker", "pairranker")
-        if kind != "pairranker":
-            raise ValueError(f"{directory / RANKER_CONFIG_FILE}: a {kind} checkpoint, not a PairRanker")
-        backbone = AutoModel.from_config(AutoConfig.from_pretrained(directory))
-        tokenizer = AutoTokenizer.from_pretrained(directory)
+        settings, backbone, tokenizer = read_checkpoint(directory, "pairranker")
+        # Folders written before pooling was a setting read the marker, as the paper.
+        settings.setdefault("pooling", "marker")
         ranker = cls(backbone, tokenizer, **settings)
         load_model(ranker, str(directory / WEIGHTS_FILE), device=map_location)
         return ranker.eval()
@@ -438,3 +441,173 @@ class PairRanker(PreTrainedModel):
 
 AutoConfig.register(PairRankerConfig.model_type, PairRankerConfig)
 AutoModel.register(PairRankerConfig, PairRanker)
+
+
+# ---- training: the pairs of an epoch and their loss -------------------------------------------------------
+
+
+@dataclass
+class PairSampling:
+    """How training pairs are drawn (`ranker.sampling` in config).
+
+    Attributes:
+        pairs_per_example: pairs per instruction per epoch (paper: 5).
+        signal_transform: "none", "logit" or "rank" (see `signal_matrix`), or {signal: name}.
+        min_delta: signal differences at or below this are ties (no loss); or {signal: threshold} (see
+            `per_signal`), since signals trained on together live on different scales.
+        skip_ties: do not spend forward passes on pairs tied on every task.
+        weighting: "uniform" (paper), "top" (favour pairs that involve the instruction's best answers) or
+            "contested" (favour pairs of two strong answers).
+        absolute_weight: weight of an absolute-target term added to the pairwise loss: BCE of each
+            candidate's score against its untransformed signal, which must then lie in [0, 1] (gpt4_pref
+            does). 0 (the paper) trains on sign(Δ) alone. See `absolute_target_loss`.
+    """
+
+    pairs_per_example: int = 5
+    signal_transform: str | dict[str, str] = "none"
+    min_delta: float | dict[str, float] = 0.1
+    skip_ties: bool = True
+    weighting: str = "uniform"
+    absolute_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.absolute_weight >= 0:
+            raise ValueError(
+                f"ranker.sampling.absolute_weight={self.absolute_weight!r}; it must be 0 or more"
+            )
+        if self.weighting not in PAIR_WEIGHTINGS:  # caught with the config, not at the first epoch
+            raise ValueError(
+                f"ranker.sampling.weighting={self.weighting!r}; choose one of {', '.join(PAIR_WEIGHTINGS)}"
+            )
+
+
+class PairBatches(Sequence):
+    """One epoch's micro-batches: pairs grouped by length (less padding), collated on access."""
+
+    def __init__(
+        self,
+        ranker: PairRanker,
+        encoded: Sequence[EncodedTexts],
+        pairs: Sequence[Pair],
+        batch_size: int,
+        seed: int,
+        absolute: Sequence[np.ndarray] | None = None,
+    ):
+        """`absolute`: per record, its [n_candidates, n_tasks] absolute targets; each batch then carries
+        `absolute_first` and `absolute_second` for `absolute_target_loss`."""
+        rng = np.random.default_rng(seed)
+        self.ranker, self.encoded, self.absolute = ranker, encoded, absolute
+        sequences = [ranker.encoder.pair_ids(encoded[p.record_index], p.first, p.second) for p in pairs]
+        order = rng.permutation(len(pairs))
+        # HF's group_by_length: sort inside random mega-batches, then shuffle the batches.
+        mega = batch_size * 16
+        batches = []
+        for start in range(0, len(order), mega):
+            chunk = sorted(order[start : start + mega], key=lambda k: len(sequences[k]))
+            batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        self.batches = [batches[k] for k in rng.permutation(len(batches))]
+        self.sequences, self.pairs = sequences, pairs
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        rows = self.batches[index]
+        batch = self.ranker.encoder.pad([self.sequences[k] for k in rows])
+        pairs = [self.pairs[k] for k in rows]
+        batch["targets"] = torch.tensor([p.targets for p in pairs], dtype=torch.float32)
+        if self.absolute is not None:
+            for key, member in (("absolute_first", "first"), ("absolute_second", "second")):
+                values = np.stack([self.absolute[p.record_index][getattr(p, member)] for p in pairs])
+                batch[key] = torch.as_tensor(values, dtype=torch.float32)
+        return batch
+
+
+def pair_loss(
+    model: PairRanker, batch: dict[str, Tensor], absolute_weight: float = 0.0
+) -> tuple[Tensor, dict[str, float]]:
+    """The pairwise logistic loss of a batch (plus `absolute_weight` × the absolute-target term), and the
+    share of decisive pairs ordered right."""
+    scores_first, scores_second = model(batch["input_ids"], batch["attention_mask"])
+    targets = batch["targets"]
+    loss = pairwise_logistic_loss(scores_first, scores_second, targets)
+    decisive = targets != 0
+    correct = ((scores_first - scores_second) * targets > 0)[decisive].float()
+    logged = {"pair_accuracy": correct.mean().item() if correct.numel() else float("nan")}
+    if absolute_weight:
+        absolute = absolute_target_loss(
+            torch.cat([scores_first, scores_second]).float(),
+            torch.cat([batch["absolute_first"], batch["absolute_second"]]),
+        )
+        loss = loss + absolute_weight * absolute
+        logged["absolute_loss"] = absolute.item()
+    return loss, logged
+
+
+def absolute_targets(records: Sequence[Record], signals: Sequence[str]) -> list[np.ndarray]:
+    """Per record, its candidates' untransformed signals, checked to be probabilities (for the BCE)."""
+    targets = [signal_matrix(r, signals, "none") for r in records]
+    for record, values in zip(records, targets, strict=True):
+        outside = (values < 0) | (values > 1) | np.isnan(values)
+        if outside.any():
+            i, t = np.argwhere(outside)[0]
+            raise ValueError(
+                f"ranker.sampling.absolute_weight needs signals in [0, 1]: record {record.id!r}, candidate "
+                f"{record.candidates[i].model!r} has {signals[t]}={values[i, t]}; set absolute_weight=0 for "
+                "this signal"
+            )
+    return targets
+
+
+def prepare_pair_training(
+    ranker: PairRanker,
+    records: Sequence[Record],
+    signals: Sequence[str],
+    sampling: PairSampling,
+    batch_size: int,
+    seed: int,
+) -> TrainingPlan:
+    """Each epoch draws `sampling.pairs_per_example` pairs per instruction anew (seeded by seed + epoch)."""
+    signal_by_record = [signal_matrix(r, signals, sampling.signal_transform) for r in records]
+    min_delta = per_signal(sampling.min_delta, signals, "min_delta")
+    encoded = [ranker.encoder.encode_record_texts(r.source, [c.text for c in r.candidates]) for r in records]
+    absolute = absolute_targets(records, signals) if sampling.absolute_weight else None
+    cache: dict[int, PairBatches] = {}
+
+    def epoch_batches(epoch: int) -> PairBatches:
+        # The loop asks for an epoch's batches more than once (counting steps, resuming): build each once.
+        if epoch not in cache:
+            cache.clear()
+            rng = np.random.default_rng(seed + epoch)
+            pairs = sample_pairs(
+                signal_by_record,
+                sampling.pairs_per_example,
+                rng,
+                min_delta,
+                sampling.skip_ties,
+                sampling.weighting,
+            )
+            cache[epoch] = PairBatches(
+                ranker, encoded, pairs, batch_size, seed=seed + epoch, absolute=absolute
+            )
+        return cache[epoch]
+
+    first = epoch_batches(0)
+    n_decisive = sum(any(t != 0 for t in pair.targets) for pair in first.pairs)
+    return TrainingPlan(
+        epoch_batches,
+        lambda model, batch: pair_loss(model, batch, sampling.absolute_weight),
+        f"{len(first.pairs)} training pairs per epoch ({n_decisive} decisive) in {len(first)} batches of "
+        f"{batch_size}",
+    )
+
+
+KIND = RankerKind(
+    name="pairranker",
+    model=PairRanker,
+    build=encoder_ranker_builder(PairRanker),
+    pairwise=True,
+    sampling=PairSampling,
+    prepare_training=prepare_pair_training,
+    new_parameter_prefixes=("head.",),
+)

@@ -33,6 +33,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 
 from blender.packaged_models import resolve_name_or_path
+from blender.rankers.checkpoint import CheckpointError
 from blender.rankers.pairranker import PairRanker
 from blender.rankers.pairrm_encoding import (
     PAIRRM_CANDIDATE_MAX_LENGTH,
@@ -58,8 +59,8 @@ PAIRRM_HF_PREFIX_KEYS = dict(zip(PAIRRM_PREFIX_TOKENS, PAIRRM_HF_CONFIG_KEYS[2:]
 KEY_PREFIXES = {"pretrained_model.": "backbone.", "head_layer.": "head."}
 
 
-class CheckpointLoadError(OSError):
-    """A ranker checkpoint that cannot be read; the message names the file and what is wrong."""
+# A checkpoint that cannot be read as one of these layouts (one error class for every ranker layout).
+CheckpointLoadError = CheckpointError
 
 
 def pairrm_layout(config: dict[str, Any]) -> str | None:

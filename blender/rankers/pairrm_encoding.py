@@ -27,8 +27,8 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from blender.data.collate import EncodedTexts, pad_ids
-from blender.data.schema import Record
+from blender.rankers.encoding import EncodedTexts, pad_ids
+from blender.records import Record
 
 PAIRRM_SOURCE_TOKEN = "<|source|>"
 PAIRRM_CANDIDATE1_TOKEN = "<|candidate1|>"

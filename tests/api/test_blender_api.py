@@ -12,11 +12,11 @@ from blender.aggregation import bubble, bubble_runs
 from blender.api import Blender
 from blender.comparisons import as_records
 from blender.conversations import CONVERSATION_INSTRUCTION, conversation_pairs
-from blender.data.tiny_models import build_tiny_model
+from blender.mixinstruct.tiny_models import build_tiny_model
 from blender.rankers import encode_records, full_matrices, score_pairs
 from blender.rankers.predict import InferenceSettings
 
-QUIET = InferenceSettings(show_progress=False)
+QUIET = InferenceSettings(show_progress=False, precision="fp32")
 INSTRUCTIONS = ["the answer is", "one two three"]
 CANDIDATES = [["good", "bad a b", "yes no maybe", "a"], ["three", "one two", "d e f g h", "no"]]
 

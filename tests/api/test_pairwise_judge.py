@@ -18,7 +18,7 @@ from blender.rankers import load_ranker
 from blender.rankers.predict import InferenceSettings
 from tests.conftest import REPO, SHARED
 
-QUIET = InferenceSettings(show_progress=False)
+QUIET = InferenceSettings(show_progress=False, precision="fp32")
 PROMPTS = ["the answer is", "one two three", "yes no"]
 PAIRS = [["good", "bad a b"], ["three", "one two"], ["maybe", "no"]]
 

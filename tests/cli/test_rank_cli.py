@@ -19,7 +19,7 @@ from blender.rank_file import RankFileError, completed_ids, rank_file
 from blender.rankers.predict import InferenceSettings
 from tests.conftest import REPO, SHARED, compose_config, write_jsonl
 
-QUIET = InferenceSettings(show_progress=False)
+QUIET = InferenceSettings(show_progress=False, precision="fp32")
 
 
 def alpaca_items(n: int, n_candidates: int = 4) -> list[dict]:

@@ -12,14 +12,14 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from blender.api import Blender
 from blender.comparisons import as_records
-from blender.data.tiny_models import build_tiny_model
+from blender.mixinstruct.tiny_models import build_tiny_model
 from blender.pairwise_judge import BlenderPairwiseJudge
 from blender.rankers import PairRanker, build_backbone, full_matrices
 from blender.rankers.predict import InferenceSettings
 from tests.conftest import SHARED
 
 pytestmark = pytest.mark.integration
-QUIET = InferenceSettings(show_progress=False)
+QUIET = InferenceSettings(show_progress=False, precision="fp32")
 
 
 @pytest.fixture(scope="module")

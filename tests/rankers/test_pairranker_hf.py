@@ -11,18 +11,19 @@ from safetensors.torch import save_model
 from transformers import AutoConfig, AutoModel
 
 from blender.api import Blender
-from blender.data import parse_record
 from blender.rankers import PairRanker, encode_records, load_ranker, score_pairs
 from blender.rankers.pairranker import PairRankerConfig
 from blender.rankers.predict import InferenceSettings
-from tests.conftest import make_raw_record, make_tiny_encoder, make_tiny_tokenizer
+from blender.records import parse_record
+from tests.conftest import TINY_BUDGETS, make_raw_record, make_tiny_encoder, make_tiny_tokenizer
 
-QUIET = InferenceSettings(show_progress=False)
+QUIET = InferenceSettings(show_progress=False, precision="fp32")
 
 
 def build(**settings) -> PairRanker:
     torch.manual_seed(0)
     tokenizer = make_tiny_tokenizer()
+    settings = {**TINY_BUDGETS, "pooling": "marker", **settings}
     return PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["a", "b"], **settings).eval()
 
 

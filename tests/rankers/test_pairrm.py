@@ -26,8 +26,8 @@ FIXTURE = SHARED / "fixtures" / "pairrm_tiny"
 LAYOUTS = ("pairrm", "pairrm_hf")
 # DeBERTa's disentangled attention costs O(length²) per row, so on CPU padding costs more than batching
 # saves: one pair per pass is fastest here (110 passes of ~1000 ids: 12 s alone, 26 s in batches of 16k ids).
-ONE_BY_ONE = InferenceSettings(max_batch_size=1, show_progress=False)
-BATCHED = InferenceSettings(show_progress=False)
+ONE_BY_ONE = InferenceSettings(max_batch_size=1, show_progress=False, precision="fp32")
+BATCHED = InferenceSettings(show_progress=False, precision="fp32")
 
 pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason="needs ../shared/fixtures/pairrm_tiny")
 
@@ -227,7 +227,7 @@ def test_rank_batch_ids_equal_the_collators(rankers, golden):
 
 
 def _record(rec: dict):
-    from blender.data.schema import Candidate, Record
+    from blender.records import Candidate, Record
 
     return Record(
         id=rec["id"],
