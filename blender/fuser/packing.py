@@ -34,6 +34,9 @@ class PackingSettings:
         separator: text between parts; None: the tokenizer's eos token (T5 "</s>"), else its sep token.
         add_special_tokens: wrap the source as the tokenizer does (BERT: [CLS] … [SEP]); the original: False.
         cut_marker: appended to a candidate that was cut (the original: "...").
+        answer_prefix: text after the closing instruction, where the answer starts (always kept with it).
+            A base LM without a chat template (Gemma 3 270M) reads "...instruction:\n" and writes the answer
+            on the next line; the original (T5) had none.
     """
 
     candidate_max_length: int = 128
@@ -42,6 +45,7 @@ class PackingSettings:
     separator: str | None = None
     add_special_tokens: bool = False
     cut_marker: str = CUT_MARKER
+    answer_prefix: str = ""
 
 
 def separator_for(tokenizer: PreTrainedTokenizerBase, settings: PackingSettings) -> str:
@@ -99,7 +103,7 @@ def source_text(
         marker = f"<extra_id_{k}>"
         label = f"Candidate {k}: {marker}:" if _has_token(tokenizer, marker) else f"Candidate {k}:"
         parts.append(f"{label} {truncate_candidate(tokenizer, text, settings)}")
-    return sep.join(parts), sep + CLOSING_PROMPT
+    return sep.join(parts), sep + CLOSING_PROMPT + settings.answer_prefix
 
 
 def pack_source(
