@@ -7,7 +7,7 @@ import yaml
 from hydra.utils import instantiate
 
 from blender.cli.common import to_dict
-from blender.fuser import GenerationSettings, GenFuser, PackingSettings, TopKSettings
+from blender.fuser import FinetuneSettings, GenerationSettings, GenFuser, PackingSettings, TopKSettings
 from blender.fuser.model import KINDS
 from blender.rankers import PairRanker, build_backbone
 from blender.training.loop import LoggerSettings, TrainSettings
@@ -66,6 +66,7 @@ def test_train_fuser_composes(fuser, tmp_path):
     assert fuser_cfg["kind"] in KINDS and fuser_cfg["_target_"] == "blender.fuser.build_fuser"
     PackingSettings(**fuser_cfg["packing"])
     GenerationSettings(**fuser_cfg["generation"])
+    FinetuneSettings(**fuser_cfg.get("finetuning") or {})
 
 
 def test_tiny_fuser_builds(tmp_path):

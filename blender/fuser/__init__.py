@@ -8,13 +8,17 @@ from blender.fuser.evaluate import (
     judge_fused,
     place_fused,
 )
+from blender.fuser.finetuning import FinetuneSettings
 from blender.fuser.model import GenerationSettings, GenFuser, build_fuser
+from blender.fuser.quality import AnswerStatistics, answer_statistics
 from blender.fuser.packing import PackingSettings, pack_source, pack_target, truncate_candidate
 from blender.fuser.topk import RankerNotFoundError, TopKSettings, ranker_rankings, rankings_from_scores
 from blender.fuser.training import FuserExample, fuser_examples, fuser_loss, train_fuser
 
 __all__ = [
+    "AnswerStatistics",
     "FUSED_FIELD",
+    "FinetuneSettings",
     "FusedAnswers",
     "FuserExample",
     "GenFuser",
@@ -22,6 +26,7 @@ __all__ = [
     "PackingSettings",
     "RankerNotFoundError",
     "TopKSettings",
+    "answer_statistics",
     "build_fuser",
     "fuse_records",
     "fused_row_name",

@@ -34,6 +34,8 @@ from transformers import (
     AutoTokenizer,
     EncoderDecoderConfig,
     EncoderDecoderModel,
+    LogitsProcessor,
+    LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     StoppingCriteria,
@@ -64,7 +66,10 @@ class GenerationSettings:
         num_beams: beam width (1: greedy).
         max_new_tokens: tokens generated at most.
         batch_size: sources per `generate` call (sorted by length, so a batch pads little).
-        no_repeat_ngram_size: forbid repeating n-grams (0: off, as the original).
+        no_repeat_ngram_size: forbid repeating n-grams (0: off, as the original). A decoder-only model's
+            prompt counts too (transformers' rule), which forbids copying a span of a candidate.
+        answer_no_repeat_ngram_size: forbid repeating an n-gram of the answer itself (0: off); the prompt
+            does not count, so copying from the candidates stays allowed.
         repetition_penalty: transformers' penalty on tokens already in the prompt or answer (1.0: off).
         stop_strings: an answer ends at the first of these (not kept); a base model that was never trained
             to stop would go on writing the prompt's next part ("Instruction: ...").
@@ -76,6 +81,7 @@ class GenerationSettings:
     max_new_tokens: int = 128
     batch_size: int = 8
     no_repeat_ngram_size: int = 0
+    answer_no_repeat_ngram_size: int = 0
     repetition_penalty: float = 1.0
     stop_strings: list[str] = field(default_factory=list)
     mixed_precision: str = "no"
@@ -86,6 +92,27 @@ def cut_at_stop_strings(text: str, stop_strings: Sequence[str]) -> str:
     """`text` up to the first occurrence of any stop string ("a\n\nInstruction: b", ["\n\nInstruction:"] -> "a")."""
     cut = min((pos for pos in (text.find(s) for s in stop_strings if s) if pos != -1), default=len(text))
     return text[:cut]
+
+
+class NoRepeatInAnswer(LogitsProcessor):
+    """Bans each token that would repeat an n-gram already in the answer (positions from `prompt_width` on).
+
+    Example (n=2): after the answer "a b c a", "b" is banned ("a b" occurred); the prompt's n-grams are free.
+    """
+
+    def __init__(self, n: int, prompt_width: int) -> None:
+        self.n, self.prompt_width = n, prompt_width
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        for row, ids in enumerate(input_ids[:, self.prompt_width :].tolist()):
+            if len(ids) < self.n:
+                continue
+            prefix = tuple(ids[len(ids) - self.n + 1 :])
+            banned = {ids[i + self.n - 1] for i in range(len(ids) - self.n + 1)
+                      if tuple(ids[i : i + self.n - 1]) == prefix}  # fmt: skip
+            if banned:
+                scores[row, list(banned)] = -float("inf")
+        return scores
 
 
 class StopOnStrings(StoppingCriteria):
@@ -285,6 +312,10 @@ class GenFuser:
                 width = inputs_["input_ids"].shape[1] if self.is_causal else 0
                 stops = {"stopping_criteria": StoppingCriteriaList([StopOnStrings(
                     self.tokenizer, settings.stop_strings, width)])} if settings.stop_strings else {}  # fmt: skip
+                if settings.answer_no_repeat_ngram_size > 0:
+                    stops["logits_processor"] = LogitsProcessorList(
+                        [NoRepeatInAnswer(settings.answer_no_repeat_ngram_size, width)]
+                    )
                 out = self.model.generate(
                     input_ids=inputs_["input_ids"].to(device), attention_mask=inputs_["attention_mask"].to(device),
                     num_beams=settings.num_beams, max_new_tokens=settings.max_new_tokens, do_sample=False,
@@ -415,6 +446,8 @@ __all__ = [
     "GenFuser",
     "GenerationSettings",
     "KINDS",
+    "NoRepeatInAnswer",
+    "StopOnStrings",
     "build_fuser",
     "cut_at_stop_strings",
 ]

@@ -12,7 +12,14 @@ from tokenizers.processors import TemplateProcessing
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from blender.fuser.finetuning import FinetuneSettings
-from blender.fuser.model import IGNORE_INDEX, GenerationSettings, GenFuser, build_fuser, cut_at_stop_strings
+from blender.fuser.model import (
+    IGNORE_INDEX,
+    GenerationSettings,
+    GenFuser,
+    NoRepeatInAnswer,
+    build_fuser,
+    cut_at_stop_strings,
+)
 from blender.fuser.packing import CLOSING_PROMPT
 from blender.fuser.training import FuserExample, causal_loss, encode_examples, fuser_loss
 from tests.fuser.conftest import ANSWER_WORDS, TEMPLATE_WORDS
@@ -187,3 +194,19 @@ def test_stop_strings_end_an_answer_and_are_not_kept():
         fuser, GenerationSettings(num_beams=1, max_new_tokens=12, stop_strings=[" the"], show_progress=False)
     )
     assert cut == [" ".join(e.target.split()[:2]) for e in examples()]
+
+
+def test_no_repeat_in_the_answer_bans_only_the_answers_own_ngrams():
+    processor = NoRepeatInAnswer(n=2, prompt_width=2)
+    # Prompt [5, 6]; answer [1, 2, 3, 1]: after "1", token 2 would repeat "1 2" (banned); 6 is free although
+    # "5 6" is in the prompt.
+    scores = processor(torch.tensor([[5, 6, 1, 2, 3, 1]]), torch.zeros(1, 8))
+    assert scores[0, 2] == -float("inf") and torch.isfinite(scores[0, [0, 1, 3, 4, 5, 6, 7]]).all()
+    assert torch.equal(processor(torch.tensor([[5, 6, 1]]), torch.zeros(1, 8)), torch.zeros(1, 8))
+    # In generation: the tiny model trained to answer "<w1> <w0> the" still may, nothing in it repeats.
+    fuser = tiny_gemma("full")
+    overfit(fuser, steps=150, lr=1e-2)
+    settings = GenerationSettings(
+        num_beams=1, max_new_tokens=12, answer_no_repeat_ngram_size=2, show_progress=False
+    )
+    assert answers(fuser, settings) == [e.target for e in examples()]
