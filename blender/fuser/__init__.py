@@ -10,8 +10,8 @@ from blender.fuser.evaluate import (
 )
 from blender.fuser.finetuning import FinetuneSettings
 from blender.fuser.model import GenerationSettings, GenFuser, build_fuser
-from blender.fuser.quality import AnswerStatistics, answer_statistics
 from blender.fuser.packing import PackingSettings, pack_source, pack_target, truncate_candidate
+from blender.fuser.quality import AnswerStatistics, answer_statistics
 from blender.fuser.topk import RankerNotFoundError, TopKSettings, ranker_rankings, rankings_from_scores
 from blender.fuser.training import FuserExample, fuser_examples, fuser_loss, train_fuser
 
