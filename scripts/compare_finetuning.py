@@ -7,7 +7,9 @@ examples, in the same order, with the real training loss (`blender.fuser.trainin
 constant rate after a short warm-up; val loss (answer tokens only) is measured on the same val examples
 before training and every `--eval-every` steps. Val loss after a given number of steps does not depend on
 how busy the machine is; seconds per step does, so they are timed in a separate phase that alternates one
-step of each mode for `--timing-rounds` rounds (every mode sees the same load) and reported as ratios too.
+step of each mode for `--timing-rounds` rounds (every mode sees the same load) and reported as ratios too;
+that phase holds every mode's model and optimizer at once (~10 GB for the three), so it is off by default
+(`--timing-rounds 0`: each mode's own steps are timed, and the machine's load is logged beside them).
 Val loss per minute = val loss reached at step s, against s × (seconds per step) / 60.
 
 The K candidates are drawn at random per instruction (`topk.selection=random`'s rule), so the measurement
@@ -18,6 +20,7 @@ Writes <out>/finetuning_modes.json and .md.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -61,7 +64,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--eval-every", type=int, default=4)
     parser.add_argument("--n-val", type=int, default=16)
-    parser.add_argument("--timing-rounds", type=int, default=3)
+    parser.add_argument("--timing-rounds", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="outputs/finetuning_modes")
@@ -121,7 +124,8 @@ def main() -> None:
         fusers[mode] = (fuser, optimizer, loss_fn, batches)
         (out / "finetuning_modes.json").write_text(json.dumps(results, indent=2))
         if args.timing_rounds == 0:
-            del fusers[mode]
+            del fusers[mode], fuser, optimizer, scheduler, batches  # one model in memory at a time
+            gc.collect()
 
     # Timing: one step of each mode in turn, so load changes hit every mode alike.
     timings: dict[str, list[float]] = {mode: [] for mode in fusers}
