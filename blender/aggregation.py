@@ -110,8 +110,12 @@ def pair_orders(n_candidates: int, orders: str = "both", seed: int | None = None
     if orders != "one":
         raise ValueError(f"pair orders {orders!r}; choose both (N(N-1) passes) or one (half of them)")
     half = (n_candidates - 1) // 2
-    slots = [(a, b) for a in range(n_candidates) for b in range(n_candidates)
-             if 1 <= (b - a) % n_candidates <= half or (2 * (b - a) == n_candidates)]  # fmt: skip
+    slots = [
+        (a, b)
+        for a in range(n_candidates)
+        for b in range(n_candidates)
+        if 1 <= (b - a) % n_candidates <= half or (2 * (b - a) == n_candidates)
+    ]
     if seed is None:
         return slots
     shuffled = np.random.default_rng(seed).permutation(n_candidates)

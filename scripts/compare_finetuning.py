@@ -46,9 +46,12 @@ WARMUP_STEPS = 2
 def build(fuser_config: dict, mode: str, seed: int):
     torch.manual_seed(seed)
     return build_fuser(
-        fuser_config["kind"], name_or_path=fuser_config["name_or_path"], packing=fuser_config["packing"],
-        generation=fuser_config["generation"], finetuning={**fuser_config.get("finetuning", {}), "mode": mode},
-    )  # fmt: skip
+        fuser_config["kind"],
+        name_or_path=fuser_config["name_or_path"],
+        packing=fuser_config["packing"],
+        generation=fuser_config["generation"],
+        finetuning={**fuser_config.get("finetuning", {}), "mode": mode},
+    )
 
 
 def main() -> None:
@@ -115,12 +118,27 @@ def main() -> None:
             scheduler.step()
             step_seconds.append(time.perf_counter() - began)
             if step % args.eval_every == 0 or step == args.steps:
-                curve.append({"step": step, "train_loss": loss.item(), "val_loss": validation_loss(
-                    fuser, fuser.model, val_encoded, args.batch_size)})  # fmt: skip
-                log.info("%s step %d: val loss %.4f (%.1f s/step, load %.1f)", mode, step, curve[-1]["val_loss"],
-                         step_seconds[-1], os.getloadavg()[0])  # fmt: skip
-        results["modes"][mode] = {"lr": lr, "trainable_parameters": trainable, "curve": curve,
-                                  "train_seconds_per_step_sequential": step_seconds}  # fmt: skip
+                curve.append(
+                    {
+                        "step": step,
+                        "train_loss": loss.item(),
+                        "val_loss": validation_loss(fuser, fuser.model, val_encoded, args.batch_size),
+                    }
+                )
+                log.info(
+                    "%s step %d: val loss %.4f (%.1f s/step, load %.1f)",
+                    mode,
+                    step,
+                    curve[-1]["val_loss"],
+                    step_seconds[-1],
+                    os.getloadavg()[0],
+                )
+        results["modes"][mode] = {
+            "lr": lr,
+            "trainable_parameters": trainable,
+            "curve": curve,
+            "train_seconds_per_step_sequential": step_seconds,
+        }
         fusers[mode] = (fuser, optimizer, loss_fn, batches)
         (out / "finetuning_modes.json").write_text(json.dumps(results, indent=2))
         if args.timing_rounds == 0:
@@ -141,25 +159,40 @@ def main() -> None:
             optimizer.zero_grad()
             timings[mode].append(time.perf_counter() - began)
         loads.append(os.getloadavg()[0])
-    results["timing"] = {"rounds": args.timing_rounds, "load_avg_1min": loads,
-                         "seconds_per_step": {m: statistics.median(t) for m, t in timings.items() if t},
-                         "all": timings}  # fmt: skip
+    results["timing"] = {
+        "rounds": args.timing_rounds,
+        "load_avg_1min": loads,
+        "seconds_per_step": {m: statistics.median(t) for m, t in timings.items() if t},
+        "all": timings,
+    }
     reference = results["timing"]["seconds_per_step"].get("full")
-    lines = ["| mode | trainable | lr | val loss (step 0 → last) | s/step (alternating) | ratio to full | "
-             "val loss drop per minute |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| mode | trainable | lr | val loss (step 0 → last) | s/step (alternating) | ratio to full | "
+        "val loss drop per minute |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for mode, entry in results["modes"].items():
         curve = entry["curve"]
         seconds = results["timing"]["seconds_per_step"].get(mode) or statistics.median(
-            entry["train_seconds_per_step_sequential"])  # fmt: skip
+            entry["train_seconds_per_step_sequential"]
+        )
         minutes = curve[-1]["step"] * seconds / 60
         drop = (curve[0]["val_loss"] - curve[-1]["val_loss"]) / minutes
         entry.update(seconds_per_step=seconds, val_loss_drop_per_minute=drop)
         ratio = f"{seconds / reference:.2f}" if reference else "–"
-        lines.append(f"| {mode} | {entry['trainable_parameters'] / 1e6:.1f}M | {entry['lr']:g} | "
-                     f"{curve[0]['val_loss']:.3f} → {curve[-1]['val_loss']:.3f} | {seconds:.1f} | {ratio} | "
-                     f"{drop:.3f} |")  # fmt: skip
-    lines += ["", "Val loss by step: " + "; ".join(
-        f"{m}: " + ", ".join(f"{c['step']}: {c['val_loss']:.3f}" for c in e["curve"]) for m, e in results["modes"].items())]  # fmt: skip
+        lines.append(
+            f"| {mode} | {entry['trainable_parameters'] / 1e6:.1f}M | {entry['lr']:g} | "
+            f"{curve[0]['val_loss']:.3f} → {curve[-1]['val_loss']:.3f} | {seconds:.1f} | {ratio} | "
+            f"{drop:.3f} |"
+        )
+    lines += [
+        "",
+        "Val loss by step: "
+        + "; ".join(
+            f"{m}: " + ", ".join(f"{c['step']}: {c['val_loss']:.3f}" for c in e["curve"])
+            for m, e in results["modes"].items()
+        ),
+    ]
     (out / "finetuning_modes.json").write_text(json.dumps(results, indent=2))
     (out / "finetuning_modes.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

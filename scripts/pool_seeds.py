@@ -57,8 +57,10 @@ def main() -> None:
     runs = [run_picks(run, stem, records, args.aggregation) for run in args.runs]
     best_models = {best for _, best in runs}
     if len(best_models) != 1:
-        raise ValueError(f"the runs chose different best single models on train ({sorted(best_models)}): "
-                         "pool runs of one dataset and oracle")  # fmt: skip
+        raise ValueError(
+            f"the runs chose different best single models on train ({sorted(best_models)}): "
+            "pool runs of one dataset and oracle"
+        )
     (best,) = best_models
     picks = np.stack([run_picked for run_picked, _ in runs])
     per_run = np.array([[oracle[e][p] for e, p in enumerate(row)] for row in picks])  # [runs, examples]

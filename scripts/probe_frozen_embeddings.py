@@ -33,8 +33,13 @@ def embed(texts: list[str], tokenizer, model, max_length: int, batch_size: int =
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     for start in tqdm(range(0, len(texts), batch_size), desc="embed", unit="batch"):
         rows = order[start : start + batch_size]
-        batch = tokenizer([texts[i] for i in rows], truncation=True, max_length=max_length, padding=True,
-                          return_tensors="pt")  # fmt: skip
+        batch = tokenizer(
+            [texts[i] for i in rows],
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="pt",
+        )
         mask = batch["attention_mask"].unsqueeze(-1).float()
         pooled = (model(**batch).last_hidden_state * mask).sum(1) / mask.sum(1)
         out[rows] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
@@ -76,8 +81,10 @@ def main() -> None:
         picked = y_val[rows, scores.argmax(1)]
         low, high = interval(picked - longest, indices)
         counts = np.bincount(scores.argmax(1), minlength=len(models))
-        print(f"alpha {alpha:g}: top-1 {args.oracle} {picked.mean():.3f}, − Longest {(picked - longest).mean():+.3f} "
-              f"[{low:+.3f}, {high:+.3f}]; picks {dict(zip(models, counts.tolist(), strict=True))}")  # fmt: skip
+        print(
+            f"alpha {alpha:g}: top-1 {args.oracle} {picked.mean():.3f}, − Longest {(picked - longest).mean():+.3f} "
+            f"[{low:+.3f}, {high:+.3f}]; picks {dict(zip(models, counts.tolist(), strict=True))}"
+        )
 
 
 if __name__ == "__main__":

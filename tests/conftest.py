@@ -37,9 +37,16 @@ def make_tiny_encoder(vocab_size: int, seed: int = 0) -> BertModel:
     import torch
 
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=384, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)  # fmt: skip
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=384,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     return BertModel(config)
 
 
@@ -53,8 +60,14 @@ def tiny_ranker():
     from blender.rankers.pairranker import PairRanker
 
     tokenizer = make_tiny_tokenizer()
-    ranker = PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], dropout=0.0,
-                        source_max_length=12, candidate_max_length=10)  # fmt: skip
+    ranker = PairRanker(
+        make_tiny_encoder(len(tokenizer)),
+        tokenizer,
+        task_names=["q"],
+        dropout=0.0,
+        source_max_length=12,
+        candidate_max_length=10,
+    )
     return ranker.eval()
 
 

@@ -17,8 +17,13 @@ from blender.data.tiny_models import build_tiny_model
 from blender.gguf_models import PROVENANCE_FILE, GGUFPackage, PackagedModelError, materialize
 from blender.packaged_models import resolve_name_or_path
 
-SPEC = GGUFPackage(name="tiny-gguf", module="fake_gguf_package", distribution="fake-gguf-package",
-                   terms_files=("GEMMA_TERMS.html",), terms="test terms")  # fmt: skip
+SPEC = GGUFPackage(
+    name="tiny-gguf",
+    module="fake_gguf_package",
+    distribution="fake-gguf-package",
+    terms_files=("GEMMA_TERMS.html",),
+    terms="test terms",
+)
 
 
 @pytest.fixture

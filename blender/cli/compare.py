@@ -31,10 +31,20 @@ def run(cfg: DictConfig) -> dict[str, dict]:
         records = read_jsonl(find_split_file(settings["scored_path"], settings["split"]))
         (train,) = load_candidates(settings["train_path"], splits=("train",))
         results[dataset] = compare_experiments(
-            records, train, dataset, settings["split"], settings["oracle"], experiments, cfg.experiments_dir,
-            cfg.output_dir, list(cfg.aggregations), list(cfg.metrics), cfg.bootstrap_samples, cfg.seed,
+            records,
+            train,
+            dataset,
+            settings["split"],
+            settings["oracle"],
+            experiments,
+            cfg.experiments_dir,
+            cfg.output_dir,
+            list(cfg.aggregations),
+            list(cfg.metrics),
+            cfg.bootstrap_samples,
+            cfg.seed,
             settings.get("versus", []),
-        )  # fmt: skip
+        )
         log.info("%s: wrote %s", dataset, ", ".join(results[dataset]["files"]))
     return results
 

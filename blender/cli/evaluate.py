@@ -94,9 +94,16 @@ def evaluate_and_report(
     # them (minutes on a CPU); any change of records, weights or precision recomputes.
     saved = read_pair_logits(logits_file, records, checkpoint, cfg.inference.mixed_precision)
     table, rankers, matrices = evaluate_ranker_with_methods(
-        ranker, records, best_model, data.oracle, list(cfg.eval.aggregations), inference_settings(cfg.inference),
-        cfg.eval.bootstrap_samples, cfg.eval.seed, saved_logits=saved,
-    )  # fmt: skip
+        ranker,
+        records,
+        best_model,
+        data.oracle,
+        list(cfg.eval.aggregations),
+        inference_settings(cfg.inference),
+        cfg.eval.bootstrap_samples,
+        cfg.eval.seed,
+        saved_logits=saved,
+    )
     table.update(dataset=data.name, split=split, checkpoint=checkpoint)
     title = f"{data.name} {split}: {getattr(ranker, 'label', 'PairRanker')} ({checkpoint})"
     print_table(table, title)
@@ -109,19 +116,34 @@ def evaluate_and_report(
         seconds = first.seconds * forward_passes("max_logits", n_candidates) / first.forward_passes
         write_pair_logits(logits_file, ids, models, matrices, seconds, cfg.inference.mixed_precision)
     else:
-        write_candidate_scores(output_dir / f"candidate_scores_{data.name}_{split}.npz", ids, models,
-                               list(rankers[0].scores))  # fmt: skip
+        write_candidate_scores(
+            output_dir / f"candidate_scores_{data.name}_{split}.npz", ids, models, list(rankers[0].scores)
+        )
     log.info("wrote %s", markdown)
     zero_shot_wanted = bool(cfg.get("fuse", {}).get("zero_shot", False))
     if cfg.get("fuser_checkpoint") or zero_shot_wanted:
         # The fused rows: the fuser reads this ranker's top-K (MaxLogits, the paper's) of the eval split.
-        pick = next(m for m in rankers if m.name.endswith("max_logits")) if any(
-            m.name.endswith("max_logits") for m in rankers) else rankers[0]  # fmt: skip
+        pick = (
+            next(m for m in rankers if m.name.endswith("max_logits"))
+            if any(m.name.endswith("max_logits") for m in rankers)
+            else rankers[0]
+        )
         fuser = GenFuser.load(cfg.fuser_checkpoint, _generation(cfg)) if cfg.get("fuser_checkpoint") else None
         zero_shot = build_zero_shot(cfg) if zero_shot_wanted else None
-        table["fused"] = report_fused(cfg, fuser, str(cfg.get("fuser_checkpoint")), records,
-                                      rankings_from_scores(pick.scores), cfg.fuse.k, "ranker", rankers, train, split,
-                                      output_dir, zero_shot=zero_shot)  # fmt: skip
+        table["fused"] = report_fused(
+            cfg,
+            fuser,
+            str(cfg.get("fuser_checkpoint")),
+            records,
+            rankings_from_scores(pick.scores),
+            cfg.fuse.k,
+            "ranker",
+            rankers,
+            train,
+            split,
+            output_dir,
+            zero_shot=zero_shot,
+        )
     elif cfg.tables.enabled:
         table["paper_tables"] = write_paper_tables(cfg, records, rankers, title, train, split, output_dir)
     return table
@@ -206,12 +228,36 @@ def report_fused(
     answer_sets = []
     if fuser is not None:
         # Answers written by `make train-fuser` beside the fuser (`<run>/eval`) are reused.
-        answer_sets.append(fused_answers(cfg, fuser, fuser_checkpoint, records, rankings, k, fused_row_name(
-            k, selection), FUSED_FIELD, output_dir, split, [Path(fuser_checkpoint).parent / "eval"]))  # fmt: skip
+        answer_sets.append(
+            fused_answers(
+                cfg,
+                fuser,
+                fuser_checkpoint,
+                records,
+                rankings,
+                k,
+                fused_row_name(k, selection),
+                FUSED_FIELD,
+                output_dir,
+                split,
+                [Path(fuser_checkpoint).parent / "eval"],
+            )
+        )
     if zero_shot is not None:
-        answer_sets.append(fused_answers(cfg, zero_shot, zero_shot_id(zero_shot), records, rankings, k,
-                                         fused_row_name(k, selection, zero_shot=True), ZERO_SHOT_FIELD, output_dir,
-                                         split))  # fmt: skip
+        answer_sets.append(
+            fused_answers(
+                cfg,
+                zero_shot,
+                zero_shot_id(zero_shot),
+                records,
+                rankings,
+                k,
+                fused_row_name(k, selection, zero_shot=True),
+                ZERO_SHOT_FIELD,
+                output_dir,
+                split,
+            )
+        )
     if not answer_sets:
         raise ValueError("report_fused needs a fuser or a zero-shot fuser")
     seconds["fuse"] = round(time.perf_counter() - began, 1)
@@ -220,9 +266,17 @@ def report_fused(
         a.row_name: answer_statistics(a.texts, [r.output for r in records]).as_dict() for a in answer_sets
     }
     for row, stats in quality.items():
-        log.info("%s: %d distinct of %d answers, %.0f%% with a repeated 10-gram loop, median %.0f words "
-                 "(references %.0f: ratio %.2f)", row, stats["n_distinct"], stats["n_answers"], stats["loop_pct"],
-                 stats["median_words"], stats["reference_median_words"], stats["length_ratio"])  # fmt: skip
+        log.info(
+            "%s: %d distinct of %d answers, %.0f%% with a repeated 10-gram loop, median %.0f words "
+            "(references %.0f: ratio %.2f)",
+            row,
+            stats["n_distinct"],
+            stats["n_answers"],
+            stats["loop_pct"],
+            stats["median_words"],
+            stats["reference_median_words"],
+            stats["length_ratio"],
+        )
     write_json_atomic(output_dir / f"fused_quality_{data.name}_{split}.json", quality)
     checkpoint_name = fuser_checkpoint if fuser is not None else zero_shot_id(zero_shot)
     title = f"{data.name} {split}: {' / '.join(a.row_name for a in answer_sets)} ({checkpoint_name})"
@@ -232,9 +286,13 @@ def report_fused(
         cfg, records, rankers, title, train, split, output_dir, answer_sets, [scored_beside_fuser]
     )
     seconds["score_and_tables"] = round(time.perf_counter() - began, 1)
-    return {"answers": [str(output_dir / f"{a.field}_{data.name}_{split}.jsonl") for a in answer_sets],
-            "rows": [a.row_name for a in answer_sets], "quality": quality, "paper_tables": report,
-            "seconds": seconds}  # fmt: skip
+    return {
+        "answers": [str(output_dir / f"{a.field}_{data.name}_{split}.jsonl") for a in answer_sets],
+        "rows": [a.row_name for a in answer_sets],
+        "quality": quality,
+        "paper_tables": report,
+        "seconds": seconds,
+    }
 
 
 def scored_records(cfg: DictConfig, records: list[Record], split: str) -> list[Record]:
@@ -284,24 +342,46 @@ def write_paper_tables(
             scored = answers.attach(scored, metrics)
         extra_outputs = {a.row_name: a.field for a in answer_sets}
     if not available_metrics(scored, metric_keys):
-        log.info("no reference-metric scores %s on %s %s: Table 2 / Table 3 skipped (make score, then "
-                 "tables.scores_path=outputs/scores/%s)", tables["metrics"], data.name, split, data.name)  # fmt: skip
+        log.info(
+            "no reference-metric scores %s on %s %s: Table 2 / Table 3 skipped (make score, then "
+            "tables.scores_path=outputs/scores/%s)",
+            tables["metrics"],
+            data.name,
+            split,
+            data.name,
+        )
         return None
     named = choose_named_models(data, tables["named_models"], scored, train)
     report = report_paper_tables(
-        scored, data.oracle, named, output_dir, f"{data.name}_{split}", title, dataset=data.name,
-        rankers=rankers, metric_keys=metric_keys, extra_outputs=extra_outputs,
-        n_boot=cfg.eval.bootstrap_samples, seed=cfg.eval.seed,
-    )  # fmt: skip
+        scored,
+        data.oracle,
+        named,
+        output_dir,
+        f"{data.name}_{split}",
+        title,
+        dataset=data.name,
+        rankers=rankers,
+        metric_keys=metric_keys,
+        extra_outputs=extra_outputs,
+        n_boot=cfg.eval.bootstrap_samples,
+        seed=cfg.eval.seed,
+    )
     if len(answer_sets) == 2:
         first, second = answer_sets
-        differences = paired_differences(scored, first.field, second.field, report["metrics"],
-                                         cfg.eval.bootstrap_samples, cfg.eval.seed)  # fmt: skip
+        differences = paired_differences(
+            scored, first.field, second.field, report["metrics"], cfg.eval.bootstrap_samples, cfg.eval.seed
+        )
         stem = output_dir / f"fused_difference_{data.name}_{split}"
-        write_json_atomic(stem.with_suffix(".json"), {"first": first.row_name, "second": second.row_name,
-                                                       "metrics": differences})  # fmt: skip
-        write_text_atomic(stem.with_suffix(".md"), render_differences(differences, first.row_name, second.row_name,
-                                                                      f"{data.name} {split}: fused answers compared"))  # fmt: skip
+        write_json_atomic(
+            stem.with_suffix(".json"),
+            {"first": first.row_name, "second": second.row_name, "metrics": differences},
+        )
+        write_text_atomic(
+            stem.with_suffix(".md"),
+            render_differences(
+                differences, first.row_name, second.row_name, f"{data.name} {split}: fused answers compared"
+            ),
+        )
         report["differences"] = differences
         report["files"] += [str(stem.with_suffix(".json")), str(stem.with_suffix(".md"))]
     log.info("wrote %s", ", ".join(report["files"]))

@@ -34,24 +34,43 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # Build the metrics before anything is written, so a missing checkpoint fails at once, naming each one.
     metrics = build_metrics(cfg.metrics)
     out_path = Path(cfg.output_dir) / f"{cfg.split}.jsonl"
-    scored = score_split(records, metrics, out_path, batch_records=cfg.batch_records,
-                         extra_outputs=list(cfg.extra_outputs), resume=cfg.resume,
-                         show_progress=cfg.show_progress)  # fmt: skip
+    scored = score_split(
+        records,
+        metrics,
+        out_path,
+        batch_records=cfg.batch_records,
+        extra_outputs=list(cfg.extra_outputs),
+        resume=cfg.resume,
+        show_progress=cfg.show_progress,
+    )
     summary: dict[str, Any] = {"output": str(out_path), "n_records": len(scored), "metrics": list(metrics)}
     if cfg.report:
         tables = to_dict(cfg.tables)
         named = choose_named_models(data, tables["named_models"], scored)
         stem = f"{data.name}_{cfg.split}"
         report = report_paper_tables(
-            scored, data.oracle, named, Path(cfg.output_dir) / "tables", stem,
-            f"{data.name} {cfg.split}, reference metrics ({', '.join(metrics)})", dataset=data.name,
+            scored,
+            data.oracle,
+            named,
+            Path(cfg.output_dir) / "tables",
+            stem,
+            f"{data.name} {cfg.split}, reference metrics ({', '.join(metrics)})",
+            dataset=data.name,
             metric_keys=list(dict.fromkeys([*METRIC_TITLES, *metrics])),
             extra_outputs={field: field for field in cfg.extra_outputs},
-            n_boot=tables["bootstrap_samples"], seed=tables["seed"],
-        )  # fmt: skip
+            n_boot=tables["bootstrap_samples"],
+            seed=tables["seed"],
+        )
         for row in report["table3"]["rows"]:
-            log.info("%-12s vs %s: pearson %.3f  spearman %.3f  footrule %.2f  spearman within %.3f", row["method"],
-                     data.oracle, row["pearson"], row["spearman"], row["footrule"], row["spearman_within"])  # fmt: skip
+            log.info(
+                "%-12s vs %s: pearson %.3f  spearman %.3f  footrule %.2f  spearman within %.3f",
+                row["method"],
+                data.oracle,
+                row["pearson"],
+                row["spearman"],
+                row["footrule"],
+                row["spearman_within"],
+            )
         log.info("wrote %s", ", ".join(report["files"]))
         summary["tables"] = report
     return summary

@@ -58,8 +58,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     full = replace(topk, pair_orders="both")
     val_rankings, val_source = ranker_rankings(val, data.val_split, data.name, full, inference)
     lap("topk_val")
-    log.info("top-K (K=%d, %s): train %s, val %s", topk.k, topk.selection, train_source.get("source"),
-             val_source.get("source"))  # fmt: skip
+    log.info(
+        "top-K (K=%d, %s): train %s, val %s",
+        topk.k,
+        topk.selection,
+        train_source.get("source"),
+        val_source.get("source"),
+    )
     # Before the model: its new weights (cross-attention, or all of a random config) are drawn here.
     set_seed(cfg.trainer.seed)
     fuser: GenFuser = instantiate(cfg.fuser, _convert_="all")
@@ -68,14 +73,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     n_val_loss = cfg.get("val_loss_limit")
     val_loss_records = val[:n_val_loss] if n_val_loss is not None else val
     summary = train_fuser(
-        fuser, fuser_examples(fuser, fuser_train, train_rankings, topk.k),
+        fuser,
+        fuser_examples(fuser, fuser_train, train_rankings, topk.k),
         fuser_examples(fuser, val_loss_records, val_rankings[: len(val_loss_records)], topk.k),
-        TrainSettings(**to_dict(cfg.trainer)), output_dir, shuffle_candidates=cfg.shuffle_candidates,
-        logger=LoggerSettings(**to_dict(cfg.logger)), run_config=to_dict(cfg),
-    )  # fmt: skip
+        TrainSettings(**to_dict(cfg.trainer)),
+        output_dir,
+        shuffle_candidates=cfg.shuffle_candidates,
+        logger=LoggerSettings(**to_dict(cfg.logger)),
+        run_config=to_dict(cfg),
+    )
     lap("train")
-    log.info("training done: best %s = %s at epoch %s", cfg.trainer.best_metric, summary["best_value"],
-             summary["best_epoch"])  # fmt: skip
+    log.info(
+        "training done: best %s = %s at epoch %s",
+        cfg.trainer.best_metric,
+        summary["best_value"],
+        summary["best_epoch"],
+    )
     if cfg.evaluate_after_training and (output_dir / "best").is_dir():
         if data.eval_split == data.val_split:
             records, rankings, source = val, val_rankings, val_source
@@ -90,9 +103,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             ]
         lap("load_best")
         summary["eval"] = report_fused(
-            cfg, best, str(output_dir / "best"), records, rankings, topk.k, topk.selection, rankers, train,
-            data.eval_split, output_dir / "eval",
-        )  # fmt: skip
+            cfg,
+            best,
+            str(output_dir / "best"),
+            records,
+            rankings,
+            topk.k,
+            topk.selection,
+            rankers,
+            train,
+            data.eval_split,
+            output_dir / "eval",
+        )
         phases.update({f"eval/{k}": v for k, v in summary["eval"].get("seconds", {}).items()})
         lap("eval")
     summary["phases"] = phases

@@ -62,8 +62,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         )
         trainer_cfg = to_dict(cfg.trainer)
         val_mode = trainer_cfg.pop("val_mode")
-        common = dict(settings=TrainSettings(**trainer_cfg), output_dir=output_dir, inference=inference,
-                      logger=LoggerSettings(**to_dict(cfg.logger)), run_config=to_dict(cfg))  # fmt: skip
+        common = dict(
+            settings=TrainSettings(**trainer_cfg),
+            output_dir=output_dir,
+            inference=inference,
+            logger=LoggerSettings(**to_dict(cfg.logger)),
+            run_config=to_dict(cfg),
+        )
         args = (
             ranker,
             train,
@@ -77,13 +82,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             summary = train_ranker(*args, val_mode=val_mode, **common)
         else:
             summary = train_pointwise(*args, **common)
-        log.info("training done: best %s = %s at epoch %s", cfg.trainer.best_metric, summary["best_value"],
-                 summary["best_epoch"])  # fmt: skip
+        log.info(
+            "training done: best %s = %s at epoch %s",
+            cfg.trainer.best_metric,
+            summary["best_value"],
+            summary["best_epoch"],
+        )
     if cfg.evaluate_after_training and (output_dir / "best").is_dir():
         best = load_ranker(output_dir / "best")
         eval_records = val if data.eval_split == data.val_split else load_split(data, data.eval_split)
-        summary["eval"] = evaluate_and_report(cfg, best, eval_records, train, data.eval_split, output_dir / "eval",
-                                              str(output_dir / "best"))  # fmt: skip
+        summary["eval"] = evaluate_and_report(
+            cfg, best, eval_records, train, data.eval_split, output_dir / "eval", str(output_dir / "best")
+        )
     return summary
 
 

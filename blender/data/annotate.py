@@ -33,8 +33,18 @@ logger = logging.getLogger(__name__)
 # Metric settings that change no score: where and how fast it runs.
 _METRIC_PLACEMENT_KEYS = ("batch_size", "device", "show_progress")
 # Judge settings that shape the requests (and so the labels); the rest is transport, retries and pricing.
-_JUDGE_SHAPING_FIELDS = ("model", "system_prompt", "prompt_template", "temperature", "max_tokens", "stop",
-                         "extra_body", "both_orders", "seed", "dedup_repeat")  # fmt: skip
+_JUDGE_SHAPING_FIELDS = (
+    "model",
+    "system_prompt",
+    "prompt_template",
+    "temperature",
+    "max_tokens",
+    "stop",
+    "extra_body",
+    "both_orders",
+    "seed",
+    "dedup_repeat",
+)
 
 
 def digest(obj: Any) -> str:
@@ -133,8 +143,9 @@ def score_file(
         # A journal or an output from other settings must not be taken as this run's.
         write_json_atomic(pending, {"key": key})
     records = read_jsonl(in_path)
-    scored = score_split(records, metrics, out_path, batch_records=batch_records, resume=resume,
-                         show_progress=show_progress)  # fmt: skip
+    scored = score_split(
+        records, metrics, out_path, batch_records=batch_records, resume=resume, show_progress=show_progress
+    )
     _mark_complete(out_path, key, len(scored), metrics=list(metrics))
     pending.unlink(missing_ok=True)
     return len(scored)

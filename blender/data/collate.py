@@ -110,9 +110,12 @@ class PairEncoder:
         # marker appears exactly once per pair and no answer can forge one. max_length: the tokenizer stops
         # there (None: whole texts, for keeping a tail).
         return self.tokenizer(
-            list(texts), add_special_tokens=False, split_special_tokens=True,
-            truncation=max_length is not None, max_length=max_length,
-        )["input_ids"]  # fmt: skip
+            list(texts),
+            add_special_tokens=False,
+            split_special_tokens=True,
+            truncation=max_length is not None,
+            max_length=max_length,
+        )["input_ids"]
 
     def _cut(self, ids: list[int], budget: int, keep_tail: bool) -> list[int]:
         if len(ids) <= budget:
@@ -145,10 +148,19 @@ class PairEncoder:
 
     def join(self, source: list[int], candidate1: list[int], candidate2: list[int]) -> list[int]:
         return [
-            *self.prefix, self.source_id, *source, *self.suffix,
-            *self.prefix, self.candidate1_id, *candidate1, *self.suffix,
-            *self.prefix, self.candidate2_id, *candidate2, *self.suffix,
-        ]  # fmt: skip
+            *self.prefix,
+            self.source_id,
+            *source,
+            *self.suffix,
+            *self.prefix,
+            self.candidate1_id,
+            *candidate1,
+            *self.suffix,
+            *self.prefix,
+            self.candidate2_id,
+            *candidate2,
+            *self.suffix,
+        ]
 
     def pad(self, sequences: Sequence[list[int]]) -> dict[str, torch.Tensor]:
         """Right-pad id lists into `input_ids` and `attention_mask` tensors of shape [batch, longest]."""

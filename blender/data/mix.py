@@ -33,9 +33,23 @@ logger = logging.getLogger(__name__)
 
 # `get_mixinstruct.py`'s ban words, applied there to ShareGPT outputs as lower-cased substrings.
 ORIGINAL_BAN_PHRASES = [
-    "i'm sorry", "i'am here", "i'am ready", "sure", "okay", "ok", "yes", "no", "yeah", "nope", "yep", "yup",
-    "no problem", "no worries", "how can i", "of course",
-]  # fmt: skip
+    "i'm sorry",
+    "i'am here",
+    "i'am ready",
+    "sure",
+    "okay",
+    "ok",
+    "yes",
+    "no",
+    "yeah",
+    "nope",
+    "yep",
+    "yup",
+    "no problem",
+    "no worries",
+    "how can i",
+    "of course",
+]
 
 SPLITS = ("train", "val", "test")
 # The fields a split record keeps; `source` is dropped because the id prefix already names it.

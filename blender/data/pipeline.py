@@ -101,8 +101,14 @@ def run_score(s: BuildSettings) -> None:
     metrics = build_metrics(s.metrics)
     keys = split_keys(s)
     for split in todo:
-        n_records = score_file(_stage_path(s, "merge", split), _stage_path(s, "score", split), metrics,
-                               keys[split]["score"], s.score_batch_records, s.show_progress)  # fmt: skip
+        n_records = score_file(
+            _stage_path(s, "merge", split),
+            _stage_path(s, "score", split),
+            metrics,
+            keys[split]["score"],
+            s.score_batch_records,
+            s.show_progress,
+        )
         logger.info("score %s: %d records with %s", split, n_records, list(metrics))
 
 
@@ -118,10 +124,16 @@ def run_judge(s: BuildSettings) -> None:
     keys = split_keys(s)
     for split in _todo(s, "judge"):
         source = "score" if "score" in keys[split] else "merge"
-        tally = judge_file(_stage_path(s, source, split), _stage_path(s, "judge", split), s.judge,
-                           keys[split]["judge"])  # fmt: skip
-        logger.info("judge %s: %d paid calls, %d cache hits, estimated cost %.4f", split, tally.paid_calls,
-                    tally.cache_hits, tally.cost)  # fmt: skip
+        tally = judge_file(
+            _stage_path(s, source, split), _stage_path(s, "judge", split), s.judge, keys[split]["judge"]
+        )
+        logger.info(
+            "judge %s: %d paid calls, %d cache hits, estimated cost %.4f",
+            split,
+            tally.paid_calls,
+            tally.cache_hits,
+            tally.cost,
+        )
 
 
 def check_judge_key(s: BuildSettings) -> None:
@@ -179,8 +191,14 @@ def build_card(s: BuildSettings, keys: dict[str, dict[str, str]]) -> dict[str, A
         },
         "merge": json.loads((merged_dir(s) / "manifest.json").read_text())["counts"],
     }
-    markers = {stage: {split: read_marker(_stage_path(s, stage, split)) for split, chain in keys.items()
-                       if stage in chain} for stage in ("score", "judge")}  # fmt: skip
+    markers = {
+        stage: {
+            split: read_marker(_stage_path(s, stage, split))
+            for split, chain in keys.items()
+            if stage in chain
+        }
+        for stage in ("score", "judge")
+    }
     for stage, by_split in markers.items():
         counts[stage] = {split: m["n_records"] for split, m in by_split.items()}
     counts["final"] = counts["merge"]
@@ -221,8 +239,10 @@ def run_finalize(s: BuildSettings) -> None:
             _link_or_copy(_stage_path(s, _last_stage(chain), split), folder / card["files"][split])
         write_json_atomic(folder / "data_card.json", card)
         write_text_atomic(folder / "DATA_CARD.md", render_build_card(card, mix_markdown))
-        write_json_atomic(folder / "manifest.json", {"key": _final_key(s, keys), "files": card["files"],
-                                                     "counts": card["stage_counts"]["final"]})  # fmt: skip
+        write_json_atomic(
+            folder / "manifest.json",
+            {"key": _final_key(s, keys), "files": card["files"], "counts": card["stage_counts"]["final"]},
+        )
 
     write_dir_atomic(_final_dir(s), fill)
     logger.info("wrote the finished dataset to %s: %s", _final_dir(s), card["stage_counts"]["final"])

@@ -47,8 +47,10 @@ def _ranking_rows(eval_dir: Path, stem: str) -> tuple[dict[str, dict], str]:
 
 def _check_ids(path: Path, ids: Sequence[str], records: Sequence[Record]) -> None:
     if list(ids) != [r.id for r in records]:
-        raise ValueError(f"{path}: its {len(ids)} records are not the compared split's {len(records)} (other ids or "
-                         "order): evaluate the experiment on the same split")  # fmt: skip
+        raise ValueError(
+            f"{path}: its {len(ids)} records are not the compared split's {len(records)} (other ids or "
+            "order): evaluate the experiment on the same split"
+        )
 
 
 def experiment_methods(
@@ -82,17 +84,31 @@ def experiment_methods(
             if row is None:
                 raise ValueError(f"{eval_dir}: no 'PairRanker + {aggregation}' row to take its cost from")
             aggregate = get_aggregation(aggregation)
-            scores = [aggregate(m, seed=seed + e) if aggregation == "bubble" else aggregate(m)
-                      for e, m in enumerate(saved["logits"])]  # fmt: skip
-            methods.append(Method(f"{label} + {aggregation}", scores=scores, forward_passes=row["forward_passes"],
-                                  seconds=row["seconds_per_instruction"], notes={"category": "Rankers"}))  # fmt: skip
+            scores = [
+                aggregate(m, seed=seed + e) if aggregation == "bubble" else aggregate(m)
+                for e, m in enumerate(saved["logits"])
+            ]
+            methods.append(
+                Method(
+                    f"{label} + {aggregation}",
+                    scores=scores,
+                    forward_passes=row["forward_passes"],
+                    seconds=row["seconds_per_instruction"],
+                    notes={"category": "Rankers"},
+                )
+            )
         return methods, best_model
     if scores_file.is_file():
         saved = np.load(scores_file, allow_pickle=True)
         _check_ids(scores_file, saved["ids"].tolist(), records)
         (row,) = [r for r in measured.values() if r.get("forward_passes") is not None]
-        method = Method(label, scores=list(saved["scores"]), forward_passes=row["forward_passes"],
-                        seconds=row["seconds_per_instruction"], notes={"category": "Rankers"})  # fmt: skip
+        method = Method(
+            label,
+            scores=list(saved["scores"]),
+            forward_passes=row["forward_passes"],
+            seconds=row["seconds_per_instruction"],
+            notes={"category": "Rankers"},
+        )
         return [method], best_model
     raise FileNotFoundError(f"{eval_dir}: neither pair_logits_{stem}.npz nor candidate_scores_{stem}.npz")
 
@@ -104,12 +120,20 @@ def baseline_rows(
     rows = [
         Method("Random (expected)", expected=True, notes={"category": "Baselines"}),
         Method("Longest", scores=[longest_scores(r) for r in records], notes={"category": "Baselines"}),
-        Method(f"model: {best_model}", picks=[r.models.index(best_model) for r in records],
-               notes={"category": "Baselines"}),
-    ]  # fmt: skip
+        Method(
+            f"model: {best_model}",
+            picks=[r.models.index(best_model) for r in records],
+            notes={"category": "Baselines"},
+        ),
+    ]
     for key in [*metrics, oracle]:
-        rows.append(Method(f"Oracle ({key})", scores=[oracle_scores(r, key) for r in records],
-                           notes={"category": "Analysis"}))  # fmt: skip
+        rows.append(
+            Method(
+                f"Oracle ({key})",
+                scores=[oracle_scores(r, key) for r in records],
+                notes={"category": "Analysis"},
+            )
+        )
     return rows
 
 
@@ -139,33 +163,55 @@ def _cell(row: Mapping[str, Any], key: str, fmt: str) -> str:
 
 def render_comparison(table: Mapping[str, Any], title: str, missing: Sequence[str] = ()) -> str:
     """The comparison as Markdown: one row per method, intervals in brackets, cost per instruction."""
-    headers = ["Category", "Method", *(t.format(oracle=table["oracle"]) for _, t, _ in COLUMNS),
-               "Passes / instr.", "s / instr."]  # fmt: skip
-    lines = [f"## {title}", "",
-             f"{table['n_examples']} instructions, judged by `{table['oracle']}`; best single model chosen on train: "
-             f"`{table['best_model']}`. Brackets: 95% bootstrap intervals over instructions (resamples shared "
-             "by every row). Pearson / Spearman / footrule compare each full ranking with the oracle's, per "
-             "candidate column across instructions, as the paper's cor_eval.py; Spearman within instruction correlates "
-             "the scores inside each instruction, averaged (no interval). Passes: encoder forward passes "
-             "actually run per instruction; seconds: measured wall time per instruction on the machine that ran "
-             "the experiment.", "",
-             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]  # fmt: skip
+    headers = [
+        "Category",
+        "Method",
+        *(t.format(oracle=table["oracle"]) for _, t, _ in COLUMNS),
+        "Passes / instr.",
+        "s / instr.",
+    ]
+    lines = [
+        f"## {title}",
+        "",
+        f"{table['n_examples']} instructions, judged by `{table['oracle']}`; best single model chosen on train: "
+        f"`{table['best_model']}`. Brackets: 95% bootstrap intervals over instructions (resamples shared "
+        "by every row). Pearson / Spearman / footrule compare each full ranking with the oracle's, per "
+        "candidate column across instructions, as the paper's cor_eval.py; Spearman within instruction correlates "
+        "the scores inside each instruction, averaged (no interval). Passes: encoder forward passes "
+        "actually run per instruction; seconds: measured wall time per instruction on the machine that ran "
+        "the experiment.",
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|" + "---|" * len(headers),
+    ]
     for row in table["rows"]:
         name = row["method"]
         if name.startswith("Oracle (") and name[8:-1] in METRIC_TITLES:
             name = f"Oracle ({METRIC_TITLES[name[8:-1]]})"
         passes = row.get("forward_passes")
         seconds = row.get("seconds_per_instruction")
-        lines.append("| " + " | ".join([row.get("category", ""), name, *(_cell(row, k, f) for k, _, f in COLUMNS),
-                                        "–" if passes is None else f"{passes:.0f}",
-                                        "–" if seconds is None else f"{seconds:.2f}"]) + " |")  # fmt: skip
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    row.get("category", ""),
+                    name,
+                    *(_cell(row, k, f) for k, _, f in COLUMNS),
+                    "–" if passes is None else f"{passes:.0f}",
+                    "–" if seconds is None else f"{seconds:.2f}",
+                ]
+            )
+            + " |"
+        )
     if table["differences"]:
         lines += ["", "Paired differences in the pick's mean oracle score (95% bootstrap interval):", ""]
         for diff in table["differences"]:
             low, high = diff["ci"]
             verdict = "above zero" if low > 0 else ("below zero" if high < 0 else "includes zero")
-            lines.append(f"- {diff['method']} − {diff['versus']}: {diff['top1_oracle_diff']:+.3f} "
-                         f"[{low:+.3f}, {high:+.3f}] ({verdict})")  # fmt: skip
+            lines.append(
+                f"- {diff['method']} − {diff['versus']}: {diff['top1_oracle_diff']:+.3f} "
+                f"[{low:+.3f}, {high:+.3f}] ({verdict})"
+            )
     if missing:
         lines += ["", "Not run yet (no results in their run folders): " + ", ".join(missing) + "."]
     return "\n".join(lines) + "\n"
@@ -220,8 +266,10 @@ def compare_experiments(
     if not best_models:
         raise FileNotFoundError(f"no experiment of {dataset} has results under {experiments_dir}")
     if len(set(best_models)) > 1:
-        raise ValueError(f"the experiments chose different best single models {sorted(set(best_models))}: "
-                         "they were trained on different train splits")  # fmt: skip
+        raise ValueError(
+            f"the experiments chose different best single models {sorted(set(best_models))}: "
+            "they were trained on different train splits"
+        )
     metrics = available_metrics(records, metric_keys)
     methods = [*baseline_rows(records, oracle, best_models[0], metrics), *rankers]
     compare_to = ["Random (expected)", "Longest", f"model: {best_models[0]}", *versus]
@@ -229,9 +277,22 @@ def compare_experiments(
     table.update(dataset=dataset, split=split, experiments=[e.__dict__ for e in experiments], missing=missing)
     title = f"{dataset} {split}: rankers compared"
     output_dir = Path(output_dir)
-    files = [write_text_atomic(output_dir / f"comparison_{stem}.md", render_comparison(table, title, missing)),
-             write_json_atomic(output_dir / f"comparison_{stem}.json", table)]  # fmt: skip
+    files = [
+        write_text_atomic(output_dir / f"comparison_{stem}.md", render_comparison(table, title, missing)),
+        write_json_atomic(output_dir / f"comparison_{stem}.json", table),
+    ]
     named = named_models_for(train if train else records, oracle, dataset)
-    paper = report_paper_tables(records, oracle, named, output_dir, stem, title, dataset=dataset, rankers=rankers,
-                                metric_keys=metrics, n_boot=n_boot, seed=seed)  # fmt: skip
+    paper = report_paper_tables(
+        records,
+        oracle,
+        named,
+        output_dir,
+        stem,
+        title,
+        dataset=dataset,
+        rankers=rankers,
+        metric_keys=metrics,
+        n_boot=n_boot,
+        seed=seed,
+    )
     return {"table": table, "files": [str(f) for f in files] + paper["files"], "missing": missing}

@@ -43,20 +43,33 @@ def paired_differences(
         a = np.array([r.extra[extra_scores_key(first)][metric] for r in records], dtype=float)
         b = np.array([r.extra[extra_scores_key(second)][metric] for r in records], dtype=float)
         low, high = interval(a - b, indices)
-        result[metric] = {"first": float(a.mean()), "second": float(b.mean()), "difference": float((a - b).mean()),
-                          "difference_ci": [low, high], "above_zero": bool(low > 0)}  # fmt: skip
+        result[metric] = {
+            "first": float(a.mean()),
+            "second": float(b.mean()),
+            "difference": float((a - b).mean()),
+            "difference_ci": [low, high],
+            "above_zero": bool(low > 0),
+        }
     return result
 
 
 def render_differences(differences: dict[str, dict[str, Any]], first: str, second: str, title: str) -> str:
     """The differences as a Markdown table."""
-    lines = [f"## {title}", "", f"Mean per-instruction difference {first} − {second}; brackets: 95% paired "
-             "bootstrap interval over instructions.", "",
-             f"| metric | {first} | {second} | difference | interval above 0 |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"## {title}",
+        "",
+        f"Mean per-instruction difference {first} − {second}; brackets: 95% paired "
+        "bootstrap interval over instructions.",
+        "",
+        f"| metric | {first} | {second} | difference | interval above 0 |",
+        "|---|---|---|---|---|",
+    ]
     for metric, d in differences.items():
         low, high = d["difference_ci"]
-        lines.append(f"| {metric} | {d['first']:.4f} | {d['second']:.4f} | {d['difference']:+.4f} "
-                     f"[{low:+.4f}, {high:+.4f}] | {'yes' if d['above_zero'] else 'no'} |")  # fmt: skip
+        lines.append(
+            f"| {metric} | {d['first']:.4f} | {d['second']:.4f} | {d['difference']:+.4f} "
+            f"[{low:+.4f}, {high:+.4f}] | {'yes' if d['above_zero'] else 'no'} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -62,11 +62,19 @@ def ranker_methods(
     methods = []
     for aggregation in aggregations:
         aggregate = get_aggregation(aggregation)
-        scores = [aggregate(m, seed=seed + e) if aggregation == "bubble" else aggregate(m)
-                  for e, m in enumerate(matrices)]  # fmt: skip
+        scores = [
+            aggregate(m, seed=seed + e) if aggregation == "bubble" else aggregate(m)
+            for e, m in enumerate(matrices)
+        ]
         passes = forward_passes(aggregation, n_candidates)
-        methods.append(Method(f"{name} + {aggregation}", scores=scores, forward_passes=passes,
-                              seconds=None if seconds is None else seconds * passes / full))  # fmt: skip
+        methods.append(
+            Method(
+                f"{name} + {aggregation}",
+                scores=scores,
+                forward_passes=passes,
+                seconds=None if seconds is None else seconds * passes / full,
+            )
+        )
     if seconds:
         log.info("full matrix: %.2f s per instruction, %.1f pairs/s", seconds, full / seconds)
     return methods, matrices
@@ -95,8 +103,9 @@ def evaluate_ranker(
     seed: int = 0,
 ) -> dict:
     """The ranking table of `ranker` on `records`, with `best_model` (chosen on train) as the bar to clear."""
-    table, _, _ = evaluate_ranker_with_methods(ranker, records, best_model, oracle, aggregations, inference,
-                                               bootstrap_samples, seed)  # fmt: skip
+    table, _, _ = evaluate_ranker_with_methods(
+        ranker, records, best_model, oracle, aggregations, inference, bootstrap_samples, seed
+    )
     return table
 
 

@@ -91,8 +91,15 @@ def _paper_ge_keys(table: Mapping[str, Any], paper: Mapping[str, Any]) -> dict[s
 def render_table2(table: Mapping[str, Any], title: str, paper: Mapping[str, Any] | None = None) -> str:
     """Table 2 as Markdown; `paper` (from `paper_results()`) interleaves the published rows."""
     metrics, named = table["metrics"], table["named_models"]
-    headers = ["Category", "Method", *(f"{metric_title(m)}↑" for m in metrics), f"GPT-Rank↓ ({table['oracle']})",
-               *(f"≥ {m} %↑" for m in named), "Top-3 %↑", "Top-1 %↑"]  # fmt: skip
+    headers = [
+        "Category",
+        "Method",
+        *(f"{metric_title(m)}↑" for m in metrics),
+        f"GPT-Rank↓ ({table['oracle']})",
+        *(f"≥ {m} %↑" for m in named),
+        "Top-3 %↑",
+        "Top-1 %↑",
+    ]
     keys = [*metrics, "gpt_rank", *(f"ge:{m}" for m in named), "top3_pct", "top1_pct"]
 
     def ours(row: Mapping[str, Any]) -> list[str]:
@@ -115,21 +122,32 @@ def render_table2(table: Mapping[str, Any], title: str, paper: Mapping[str, Any]
     )
     if paper is not None:
         lines.append("")
-        lines.append(f"Rows marked *{PAPER_MARK}*: {paper['label']}; source: {paper['table2']['source']}. "
-                     "Published numbers, not computed here; BERTScore ×100 as printed, – where not printed.")  # fmt: skip
+        lines.append(
+            f"Rows marked *{PAPER_MARK}*: {paper['label']}; source: {paper['table2']['source']}. "
+            "Published numbers, not computed here; BERTScore ×100 as printed, – where not printed."
+        )
     paper_rows = paper["table2"]["rows"] if paper is not None else []
     lines += ["", *_table(headers, _with_paper(table["rows"], paper_rows, paper, ours, published))]
     shares = table.get("best_share_pct") or {}
     if shares:
-        lines += ["", f"Share of instructions where each model is best by `{table['oracle']}` (ties count for each): "
-                  + ", ".join(f"{m} {v:.1f}%" for m, v in shares.items())]  # fmt: skip
+        lines += [
+            "",
+            f"Share of instructions where each model is best by `{table['oracle']}` (ties count for each): "
+            + ", ".join(f"{m} {v:.1f}%" for m, v in shares.items()),
+        ]
     return "\n".join(lines) + "\n"
 
 
 def render_table3(table: Mapping[str, Any], title: str, paper: Mapping[str, Any] | None = None) -> str:
     """Table 3 as Markdown; `paper` interleaves the published rows."""
-    headers = ["Category", "Ranking method", "Pearson (×100)↑", "Spearman (×100)↑", "Footrule↓",
-               "Spearman within instruction (×100)↑"]  # fmt: skip
+    headers = [
+        "Category",
+        "Ranking method",
+        "Pearson (×100)↑",
+        "Spearman (×100)↑",
+        "Footrule↓",
+        "Spearman within instruction (×100)↑",
+    ]
     scales = {"pearson": 100.0, "spearman": 100.0, "footrule": 1.0, "spearman_within": 100.0}
 
     def ours(row: Mapping[str, Any]) -> list[str]:
@@ -154,8 +172,10 @@ def render_table3(table: Mapping[str, Any], title: str, paper: Mapping[str, Any]
     )
     if paper is not None:
         lines.append("")
-        lines.append(f"Rows marked *{PAPER_MARK}*: {paper['label']}; source: {paper['table3']['source']}. "
-                     "Published numbers, not computed here.")  # fmt: skip
+        lines.append(
+            f"Rows marked *{PAPER_MARK}*: {paper['label']}; source: {paper['table3']['source']}. "
+            "Published numbers, not computed here."
+        )
     paper_rows = paper["table3"]["rows"] if paper is not None else []
     lines += ["", *_table(headers, _with_paper(table["rows"], paper_rows, paper, ours, published))]
     return "\n".join(lines) + "\n"

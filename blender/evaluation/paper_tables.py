@@ -195,8 +195,14 @@ def table2(
                 gpt_rank=list(placed), top1_pct=list(100 * (placed == 1)), top3_pct=list(100 * (placed <= 3))
             )
         rows.append(_summarise(name, "LLM-Blender", values, indices))
-    return {"oracle": oracle, "metrics": list(metrics), "named_models": named, "n_examples": len(records),
-            "rows": rows, "best_share_pct": best_shares(records, oracle)}  # fmt: skip
+    return {
+        "oracle": oracle,
+        "metrics": list(metrics),
+        "named_models": named,
+        "n_examples": len(records),
+        "rows": rows,
+        "best_share_pct": best_shares(records, oracle),
+    }
 
 
 def _summarise(
@@ -238,8 +244,17 @@ def table3(
             "Table 3 correlates per model column: every record must hold the same candidate models"
         )
     rng = np.random.default_rng(seed)
-    draws = [_correlations("Random", "Baselines", [rng.random(len(r.candidates)) for r in records], records, truths,
-                           oracle_ranks) for _ in range(n_random)]  # fmt: skip
+    draws = [
+        _correlations(
+            "Random",
+            "Baselines",
+            [rng.random(len(r.candidates)) for r in records],
+            records,
+            truths,
+            oracle_ranks,
+        )
+        for _ in range(n_random)
+    ]
     random_row = {"method": "Random", "category": "Baselines", "draws": n_random}
     for key in ("pearson", "spearman", "footrule", "spearman_within"):
         random_row[key] = float(np.mean([d[key] for d in draws]))
@@ -284,8 +299,13 @@ def paper_row_name(method: str, paper: Mapping[str, Any]) -> str | None:
         return f"Oracle ({metric_names[key]})" if key in metric_names else None
     # The paper's PairRanker ran the full matrix at test time, aggregated by max logits (PAPER.md §4a).
     # Pointwise baselines have one row each, named as the paper's.
-    return {"Random": "Random", "PairRanker + max_logits": "PairRanker", "SummaReranker": "SummaReranker",
-            "SimCLS": "SimCLS", "MLM-Scoring": "MLM-Scoring"}.get(method)  # fmt: skip
+    return {
+        "Random": "Random",
+        "PairRanker + max_logits": "PairRanker",
+        "SummaReranker": "SummaReranker",
+        "SimCLS": "SimCLS",
+        "MLM-Scoring": "MLM-Scoring",
+    }.get(method)
 
 
 __all__ = [

@@ -102,8 +102,9 @@ def _column_correlations(predicted: np.ndarray, oracle: np.ndarray) -> np.ndarra
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (x * y).sum(axis=1) / np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
     finite = np.isfinite(r)
-    return np.where(finite.any(axis=1), np.where(finite, r, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1),
-                    np.nan)  # fmt: skip
+    return np.where(
+        finite.any(axis=1), np.where(finite, r, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1), np.nan
+    )
 
 
 def correlation_intervals(
@@ -132,8 +133,11 @@ def correlation_intervals(
         low, high = np.nanpercentile(values, [2.5, 97.5])
         return float(low), float(high)
 
-    return {"pearson_ci": bounds(pearson), "spearman_ci": bounds(spearman),
-            "footrule_ci": interval(footrule, indices)}  # fmt: skip
+    return {
+        "pearson_ci": bounds(pearson),
+        "spearman_ci": bounds(spearman),
+        "footrule_ci": interval(footrule, indices),
+    }
 
 
 def per_example(
@@ -249,5 +253,11 @@ def ranking_table(
                     "ci": (low, high),
                 }
             )
-    return {"oracle": oracle, "best_model": best_model, "n_examples": len(records), "rows": rows,
-            "differences": differences, "model_means": model_means(records, oracle)}  # fmt: skip
+    return {
+        "oracle": oracle,
+        "best_model": best_model,
+        "n_examples": len(records),
+        "rows": rows,
+        "differences": differences,
+        "model_means": model_means(records, oracle),
+    }

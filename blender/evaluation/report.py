@@ -85,8 +85,12 @@ def _picks_markdown(table: dict) -> list[str]:
     means = table.get("model_means")
     if not rows or not means:
         return []
-    lines = ["", f"Whose answer each method picks (of {table['n_examples']}; models by their mean "
-             f"{table['oracle']} here, best first):", ""]  # fmt: skip
+    lines = [
+        "",
+        f"Whose answer each method picks (of {table['n_examples']}; models by their mean "
+        f"{table['oracle']} here, best first):",
+        "",
+    ]
     lines.append("| Method | " + " | ".join(f"{m} ({v:.3f})" for m, v in means.items()) + " |")
     lines.append("|" + "---|" * (len(means) + 1))
     for row in rows:

@@ -54,16 +54,34 @@ def fuse_records(
     return fuser.generate([r.instruction for r in records], [r.input for r in records], topk, settings)
 
 
-def save_fused(path: str | Path, records: Sequence[Record], rankings: Sequence[Sequence[int]], k: int,
-               fused: Sequence[str], fuser_checkpoint: str) -> Path:  # fmt: skip
+def save_fused(
+    path: str | Path,
+    records: Sequence[Record],
+    rankings: Sequence[Sequence[int]],
+    k: int,
+    fused: Sequence[str],
+    fuser_checkpoint: str,
+) -> Path:
     """Write one line per record: id, the top-K models fused and the answer (atomically)."""
-    rows = ({"id": r.id, "topk_models": [r.candidates[i].model for i in ranking[:k]], "fused": text,
-             "fuser_checkpoint": fuser_checkpoint} for r, ranking, text in zip(records, rankings, fused, strict=True))  # fmt: skip
+    rows = (
+        {
+            "id": r.id,
+            "topk_models": [r.candidates[i].model for i in ranking[:k]],
+            "fused": text,
+            "fuser_checkpoint": fuser_checkpoint,
+        }
+        for r, ranking, text in zip(records, rankings, fused, strict=True)
+    )
     return write_jsonl_atomic(path, rows)
 
 
-def load_fused(path: str | Path, records: Sequence[Record], rankings: Sequence[Sequence[int]], k: int,
-               fuser_checkpoint: str) -> list[str] | None:  # fmt: skip
+def load_fused(
+    path: str | Path,
+    records: Sequence[Record],
+    rankings: Sequence[Sequence[int]],
+    k: int,
+    fuser_checkpoint: str,
+) -> list[str] | None:
     """Answers saved by `save_fused` when they are of the same records, top-K and fuser; else None."""
     path = Path(path)
     if not path.is_file():
@@ -96,10 +114,16 @@ def attach_fused(
     references = [r.output for r in records]
     scores = {name: metric.score(list(fused), references) for name, metric in metrics.items()}
     return [
-        replace(record, extra={**record.extra, field: text,
-                               extra_scores_key(field): {n: float(v[e]) for n, v in scores.items()}})
+        replace(
+            record,
+            extra={
+                **record.extra,
+                field: text,
+                extra_scores_key(field): {n: float(v[e]) for n, v in scores.items()},
+            },
+        )
         for e, (record, text) in enumerate(zip(records, fused, strict=True))
-    ]  # fmt: skip
+    ]
 
 
 class Judge(Protocol):
@@ -160,8 +184,10 @@ class FusedAnswers:
         """`records` with the answers, their metric scores and (when judged) their GPT-Rank in `extra`."""
         attached = attach_fused(records, self.texts, metrics, self.field)
         if self.gpt_ranks is not None:
-            attached = [replace(r, extra={**r.extra, f"{self.field}_gpt_rank": int(g)})
-                        for r, g in zip(attached, self.gpt_ranks, strict=True)]  # fmt: skip
+            attached = [
+                replace(r, extra={**r.extra, f"{self.field}_gpt_rank": int(g)})
+                for r, g in zip(attached, self.gpt_ranks, strict=True)
+            ]
         return attached
 
 

@@ -108,8 +108,11 @@ class NoRepeatInAnswer(LogitsProcessor):
             if len(ids) < self.n:
                 continue
             prefix = tuple(ids[len(ids) - self.n + 1 :])
-            banned = {ids[i + self.n - 1] for i in range(len(ids) - self.n + 1)
-                      if tuple(ids[i : i + self.n - 1]) == prefix}  # fmt: skip
+            banned = {
+                ids[i + self.n - 1]
+                for i in range(len(ids) - self.n + 1)
+                if tuple(ids[i : i + self.n - 1]) == prefix
+            }
             if banned:
                 scores[row, list(banned)] = -float("inf")
         return scores
@@ -144,8 +147,10 @@ def _load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(resolved)
     except (OSError, ValueError) as error:
-        raise BackboneLoadError(f"could not load the fuser tokenizer {resolved!r} ({error}); download it where "
-                                "the hub is reachable and pass the folder as fuser.tokenizer") from error  # fmt: skip
+        raise BackboneLoadError(
+            f"could not load the fuser tokenizer {resolved!r} ({error}); download it where "
+            "the hub is reachable and pass the folder as fuser.tokenizer"
+        ) from error
 
 
 def _special_ids(tokenizer: PreTrainedTokenizerBase, kind: str) -> dict[str, int]:
@@ -243,8 +248,9 @@ class GenFuser:
         if not self.is_causal or not getattr(self.tokenizer, "chat_template", None):
             return ids
         text = self.tokenizer.decode(ids, skip_special_tokens=False)
-        chat = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                                  tokenize=False)  # fmt: skip
+        chat = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+        )
         return self.tokenizer(chat, add_special_tokens=False)["input_ids"]
 
     def encode(
@@ -293,8 +299,10 @@ class GenFuser:
         """
         settings = settings or self.generation
         if not len(instructions) == len(inputs) == len(topk_candidates):
-            raise ValueError(f"{len(instructions)} instructions, {len(inputs)} inputs, "
-                             f"{len(topk_candidates)} candidate lists: one each per example")  # fmt: skip
+            raise ValueError(
+                f"{len(instructions)} instructions, {len(inputs)} inputs, "
+                f"{len(topk_candidates)} candidate lists: one each per example"
+            )
         prompts = [
             self.prompt_ids(i, x, c) for i, x, c in zip(instructions, inputs, topk_candidates, strict=True)
         ]
@@ -302,26 +310,39 @@ class GenFuser:
         self.model.eval()
         device = next(self.model.parameters()).device
         lengths = [len(p) for p in prompts]
-        batches = length_sorted_batches(lengths, max_tokens=max(lengths) * settings.batch_size,
-                                        max_batch_size=settings.batch_size)  # fmt: skip
+        batches = length_sorted_batches(
+            lengths, max_tokens=max(lengths) * settings.batch_size, max_batch_size=settings.batch_size
+        )
         answers: list[str] = [""] * len(prompts)
         bar = tqdm(total=len(prompts), desc="fusing", unit="answer", disable=not settings.show_progress)
         with autocast_context(device, settings.mixed_precision):
             for batch in batches:
                 inputs_ = self.collate([{"input_ids": prompts[k]} for k in batch], left_pad=self.is_causal)
                 width = inputs_["input_ids"].shape[1] if self.is_causal else 0
-                stops = {"stopping_criteria": StoppingCriteriaList([StopOnStrings(
-                    self.tokenizer, settings.stop_strings, width)])} if settings.stop_strings else {}  # fmt: skip
+                stops = (
+                    {
+                        "stopping_criteria": StoppingCriteriaList(
+                            [StopOnStrings(self.tokenizer, settings.stop_strings, width)]
+                        )
+                    }
+                    if settings.stop_strings
+                    else {}
+                )
                 if settings.answer_no_repeat_ngram_size > 0:
                     stops["logits_processor"] = LogitsProcessorList(
                         [NoRepeatInAnswer(settings.answer_no_repeat_ngram_size, width)]
                     )
                 out = self.model.generate(
-                    input_ids=inputs_["input_ids"].to(device), attention_mask=inputs_["attention_mask"].to(device),
-                    num_beams=settings.num_beams, max_new_tokens=settings.max_new_tokens, do_sample=False,
-                    no_repeat_ngram_size=settings.no_repeat_ngram_size, early_stopping=settings.num_beams > 1,
-                    repetition_penalty=settings.repetition_penalty, **stops,
-                )  # fmt: skip
+                    input_ids=inputs_["input_ids"].to(device),
+                    attention_mask=inputs_["attention_mask"].to(device),
+                    num_beams=settings.num_beams,
+                    max_new_tokens=settings.max_new_tokens,
+                    do_sample=False,
+                    no_repeat_ngram_size=settings.no_repeat_ngram_size,
+                    early_stopping=settings.num_beams > 1,
+                    repetition_penalty=settings.repetition_penalty,
+                    **stops,
+                )
                 if self.is_causal:
                     out = out[:, inputs_["input_ids"].shape[1] :]
                 for k, text in zip(
@@ -347,8 +368,14 @@ class GenFuser:
             model, adapters = copy.deepcopy(model).merge_and_unload(), False
         model.save_pretrained(directory)  # peft: adapter_config.json + adapter_model.safetensors only
         self.tokenizer.save_pretrained(directory)
-        settings = {"kind": self.kind, "packing": asdict(self.packing), "generation": asdict(self.generation),
-                    "base": self.base, "finetuning": asdict(self.finetuning), "adapters": adapters}  # fmt: skip
+        settings = {
+            "kind": self.kind,
+            "packing": asdict(self.packing),
+            "generation": asdict(self.generation),
+            "base": self.base,
+            "finetuning": asdict(self.finetuning),
+            "adapters": adapters,
+        }
         (directory / FUSER_CONFIG_FILE).write_text(json.dumps(settings, indent=2))
         if self.base is not None:
             base_dir = Path(resolve_name_or_path(self.base))
@@ -366,8 +393,10 @@ class GenFuser:
         directory = Path(directory)
         settings_file = directory / FUSER_CONFIG_FILE
         if not settings_file.is_file():
-            raise FileNotFoundError(f"{directory}: not a fuser checkpoint (no {FUSER_CONFIG_FILE}); train one "
-                                    "with `make train-fuser`, or fuse zero-shot with fuse.zero_shot=true")  # fmt: skip
+            raise FileNotFoundError(
+                f"{directory}: not a fuser checkpoint (no {FUSER_CONFIG_FILE}); train one "
+                "with `make train-fuser`, or fuse zero-shot with fuse.zero_shot=true"
+            )
         settings = json.loads(settings_file.read_text())
         kind = settings["kind"]
         loader = {
@@ -383,9 +412,15 @@ class GenFuser:
         else:
             model = loader[kind].from_pretrained(directory, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(directory)
-        return cls(model.eval(), tokenizer, kind, PackingSettings(**settings["packing"]),
-                   generation or GenerationSettings(**settings["generation"]), base=settings.get("base"),
-                   finetuning=FinetuneSettings(**settings.get("finetuning", {})))  # fmt: skip
+        return cls(
+            model.eval(),
+            tokenizer,
+            kind,
+            PackingSettings(**settings["packing"]),
+            generation or GenerationSettings(**settings["generation"]),
+            base=settings.get("base"),
+            finetuning=FinetuneSettings(**settings.get("finetuning", {})),
+        )
 
 
 def build_fuser(
@@ -433,8 +468,12 @@ def build_fuser(
     finetuning = (
         finetuning if isinstance(finetuning, FinetuneSettings) else FinetuneSettings(**(finetuning or {}))
     )
-    log.info("fuser: %s %s, %.1fM parameters", kind, name_or_path or config.get("model_type", "config"),
-             model.num_parameters() / 1e6)  # fmt: skip
+    log.info(
+        "fuser: %s %s, %.1fM parameters",
+        kind,
+        name_or_path or config.get("model_type", "config"),
+        model.num_parameters() / 1e6,
+    )
     model = apply_finetuning(model, finetuning)
     return GenFuser(
         model, loaded_tokenizer, kind, packing, generation, base=name_or_path, finetuning=finetuning

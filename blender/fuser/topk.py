@@ -109,8 +109,9 @@ def _read_cache(path: Path) -> dict[str, dict]:
             row = json.loads(line)
         except ValueError as error:
             if line_no == len(lines):
-                log.warning("%s:%d: torn last line (%s) ignored; those records are ranked again", path, line_no,
-                            error)  # fmt: skip
+                log.warning(
+                    "%s:%d: torn last line (%s) ignored; those records are ranked again", path, line_no, error
+                )
                 break
             raise ValueError(
                 f"{path}:{line_no}: corrupt top-K cache line ({error}); delete the file"
@@ -159,8 +160,10 @@ class TopKSettings:
 
     def __post_init__(self) -> None:
         if self.pair_orders not in ("both", "one"):  # caught with the config, before any work
-            raise ValueError(f"topk.pair_orders={self.pair_orders!r}: pair orders are both (N(N-1) passes, the "
-                             "paper) or one (half of them)")  # fmt: skip
+            raise ValueError(
+                f"topk.pair_orders={self.pair_orders!r}: pair orders are both (N(N-1) passes, the "
+                "paper) or one (half of them)"
+            )
 
 
 def ranker_rankings(
@@ -201,18 +204,36 @@ def ranker_rankings(
     # A row from both orders serves any request; a one-order row only a one-order request (rows written before
     # the setting existed are full matrices).
     usable = {"both"} | {settings.pair_orders}
-    todo = [k for k, r in enumerate(records) if cached.get(r.id, {}).get("key") != keys[k]
-            or cached[r.id].get("pair_orders", "both") not in usable]  # fmt: skip
-    provenance = {"selection": "ranker", "ranker_checkpoint": str(checkpoint), "aggregation": settings.aggregation,
-                  "cache": str(cache), "computed": len(todo)}  # fmt: skip
+    todo = [
+        k
+        for k, r in enumerate(records)
+        if cached.get(r.id, {}).get("key") != keys[k] or cached[r.id].get("pair_orders", "both") not in usable
+    ]
+    provenance = {
+        "selection": "ranker",
+        "ranker_checkpoint": str(checkpoint),
+        "aggregation": settings.aggregation,
+        "cache": str(cache),
+        "computed": len(todo),
+    }
     if todo:
         npz = checkpoint.parent / "eval" / f"pair_logits_{dataset}_{split}.npz"
         saved = read_pair_logits(npz, records, checkpoint)
         if saved is not None:
             matrices = saved.matrices
             log.info("top-K of %s %s from the ranker's saved matrices %s", dataset, split, npz)
-            _append_cache(cache, [{"id": records[k].id, "key": keys[k], "pair_orders": "both",
-                                   **_ranked(aggregate(matrices[k]))} for k in todo])  # fmt: skip
+            _append_cache(
+                cache,
+                [
+                    {
+                        "id": records[k].id,
+                        "key": keys[k],
+                        "pair_orders": "both",
+                        **_ranked(aggregate(matrices[k])),
+                    }
+                    for k in todo
+                ],
+            )
             provenance["source"] = str(npz)
         else:
             _rank_in_chunks(records, todo, keys, checkpoint, cache, settings, aggregate, inference)
@@ -241,17 +262,39 @@ def _rank_in_chunks(
 
     inference = inference or InferenceSettings()
     passes = len(pair_orders(len(records[todo[0]].candidates), settings.pair_orders))
-    log.info("ranking %d %s instructions with %s (%s order(s) of each pair, %d passes each) for the fuser's "
-             "top-K; cached in %s", len(todo), cache.stem, checkpoint, settings.pair_orders, passes, cache)  # fmt: skip
+    log.info(
+        "ranking %d %s instructions with %s (%s order(s) of each pair, %d passes each) for the fuser's "
+        "top-K; cached in %s",
+        len(todo),
+        cache.stem,
+        checkpoint,
+        settings.pair_orders,
+        passes,
+        cache,
+    )
     ranker = PairRanker.load(checkpoint)
     for start in range(0, len(todo), settings.chunk_records):
         chunk = list(todo[start : start + settings.chunk_records])
         began = time.perf_counter()
         matrices = full_matrices(ranker, [records[k] for k in chunk], inference, settings.pair_orders)
-        _append_cache(cache, [{"id": records[k].id, "key": keys[k], "pair_orders": settings.pair_orders,
-                               **_ranked(aggregate(m))} for k, m in zip(chunk, matrices, strict=True)])  # fmt: skip
-        log.info("top-K: %d/%d instructions ranked (%.1f s per instruction)", start + len(chunk), len(todo),
-                 (time.perf_counter() - began) / len(chunk))  # fmt: skip
+        _append_cache(
+            cache,
+            [
+                {
+                    "id": records[k].id,
+                    "key": keys[k],
+                    "pair_orders": settings.pair_orders,
+                    **_ranked(aggregate(m)),
+                }
+                for k, m in zip(chunk, matrices, strict=True)
+            ],
+        )
+        log.info(
+            "top-K: %d/%d instructions ranked (%.1f s per instruction)",
+            start + len(chunk),
+            len(todo),
+            (time.perf_counter() - began) / len(chunk),
+        )
 
 
 __all__ = [

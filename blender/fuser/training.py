@@ -110,8 +110,9 @@ def causal_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dic
     if answer.any() and int(answer.sum()) != int(answer[:, labels.shape[1] - width :].sum()):
         raise ValueError("causal_loss needs left-padded batches whose labels are the last tokens of each row")
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions,
-                logits_to_keep=width + 1)  # fmt: skip
+    out = model(
+        input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions, logits_to_keep=width + 1
+    )
     # logits[:, i] predicts the token after position L - width - 1 + i, i.e. labels[:, L - width + i].
     logits = out.logits[:, :-1].float()
     loss = nn.functional.cross_entropy(
@@ -128,8 +129,9 @@ def loss_for(fuser: GenFuser):
 
 
 @torch.inference_mode()
-def validation_loss(fuser: GenFuser, model: nn.Module, encoded: Sequence[dict[str, list[int]]],
-                    batch_size: int) -> float:  # fmt: skip
+def validation_loss(
+    fuser: GenFuser, model: nn.Module, encoded: Sequence[dict[str, list[int]]], batch_size: int
+) -> float:
     """Target-token mean loss over the validation examples (candidates in rank order)."""
     was_training = model.training
     model.eval()
@@ -185,8 +187,14 @@ def train_fuser(
 
     first = epoch_batches(0)
     lengths = [len(e["input_ids"]) for e in first.encoded]
-    log.info("%d training examples in %d batches of %d; source tokens mean %.0f, max %d", len(first.encoded),
-             len(first), settings.batch_size, float(np.mean(lengths)), max(lengths))  # fmt: skip
+    log.info(
+        "%d training examples in %d batches of %d; source tokens mean %.0f, max %d",
+        len(first.encoded),
+        len(first),
+        settings.batch_size,
+        float(np.mean(lengths)),
+        max(lengths),
+    )
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         started = time.perf_counter()

@@ -70,8 +70,9 @@ def _read_journal(path: Path) -> list[Record]:
             raw = json.loads(line)
         except ValueError as error:
             if last:
-                log.warning("%s:%d: torn last line (%s), dropped; its records are scored again", path, line_no,
-                            error)  # fmt: skip
+                log.warning(
+                    "%s:%d: torn last line (%s), dropped; its records are scored again", path, line_no, error
+                )
                 break
             raise ScoringError(
                 f"{path}:{line_no}: corrupt journal line ({error}) before the last one; "
@@ -250,8 +251,9 @@ def score_split(
     if done:
         log.info("resuming from %s: %d of %d records already scored", journal, len(done), len(records))
     scored = list(done)
-    with tqdm(total=len(records), initial=len(done), desc="scoring", unit="record",
-              disable=not show_progress) as bar:  # fmt: skip
+    with tqdm(
+        total=len(records), initial=len(done), desc="scoring", unit="record", disable=not show_progress
+    ) as bar:
         for start in range(len(done), len(records), batch_records):
             chunk = _score_chunk(records[start : start + batch_records], metrics, extra_outputs)
             _append(journal, chunk)

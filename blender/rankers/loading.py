@@ -11,8 +11,12 @@ from blender.rankers.pairranker import RANKER_CONFIG_FILE, PairRanker
 from blender.rankers.pointwise import PointwiseRanker, SimCLS, SummaReranker
 
 # `ranker=<name>` in config, and the "ranker" field every checkpoint's ranker_config.json carries.
-RANKER_CLASSES = {"pairranker": PairRanker, "summareranker": SummaReranker, "simcls": SimCLS,
-                  "mlm_scoring": MLMScorer}  # fmt: skip
+RANKER_CLASSES = {
+    "pairranker": PairRanker,
+    "summareranker": SummaReranker,
+    "simcls": SimCLS,
+    "mlm_scoring": MLMScorer,
+}
 Ranker = PairRanker | PointwiseRanker
 
 

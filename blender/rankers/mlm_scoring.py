@@ -79,8 +79,11 @@ class MLMScorer(nn.Module):
         normalize: str = "sum",
     ) -> None:
         super().__init__()
-        for value, choices, what in ((head, HEADS[1:], "head"), (context, CONTEXTS, "context"),
-                                     (normalize, NORMALIZATIONS, "normalize")):  # fmt: skip
+        for value, choices, what in (
+            (head, HEADS[1:], "head"),
+            (context, CONTEXTS, "context"),
+            (normalize, NORMALIZATIONS, "normalize"),
+        ):
             if value not in choices:
                 raise ValueError(f"mlm_scoring {what}={value!r}; choose one of {list(choices)}")
         if tokenizer.mask_token_id is None:
@@ -95,8 +98,14 @@ class MLMScorer(nn.Module):
 
     def _cut(self, text: str, max_tokens: int) -> str:
         """The text up to its `max_tokens`-th token (character offsets, so any tokenizer family works)."""
-        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=True,
-                                 max_length=max_tokens + 1, split_special_tokens=True)  # fmt: skip
+        encoded = self.tokenizer(
+            text,
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            truncation=True,
+            max_length=max_tokens + 1,
+            split_special_tokens=True,
+        )
         if len(encoded["input_ids"]) <= max_tokens:
             return text
         return text[: encoded["offset_mapping"][max_tokens - 1][1]] if max_tokens > 0 else ""
@@ -109,8 +118,12 @@ class MLMScorer(nn.Module):
         """
         candidate = self._cut(candidate, self.candidate_max_length)
         if self.context == "source":
-            encoded = self.tokenizer(self._cut(source, self.source_max_length), candidate,
-                                     return_token_type_ids=True, split_special_tokens=True)  # fmt: skip
+            encoded = self.tokenizer(
+                self._cut(source, self.source_max_length),
+                candidate,
+                return_token_type_ids=True,
+                split_special_tokens=True,
+            )
             part = 1
         else:
             encoded = self.tokenizer(candidate, return_token_type_ids=True, split_special_tokens=True)
@@ -163,8 +176,9 @@ class MLMScorer(nn.Module):
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        batches = length_sorted_batches([len(bases[b][0]) for b, _ in copies], settings.max_tokens,
-                                        settings.max_batch_size)  # fmt: skip
+        batches = length_sorted_batches(
+            [len(bases[b][0]) for b, _ in copies], settings.max_tokens, settings.max_batch_size
+        )
         log_probs = np.empty(len(copies))
         bar = tqdm(total=len(copies), desc="masked tokens", disable=not settings.show_progress, leave=False)
         with torch.inference_mode(), autocast_context(device, settings.mixed_precision):
@@ -185,8 +199,13 @@ class MLMScorer(nn.Module):
                     targets.append(ids[position])
                     positions.append(position)
                     input_ids[row, position] = self.tokenizer.mask_token_id
-                out = self.masked_log_probs(input_ids.to(device), attention.to(device), token_types.to(device),
-                                            torch.tensor(positions, device=device), torch.tensor(targets, device=device))  # fmt: skip
+                out = self.masked_log_probs(
+                    input_ids.to(device),
+                    attention.to(device),
+                    token_types.to(device),
+                    torch.tensor(positions, device=device),
+                    torch.tensor(targets, device=device),
+                )
                 log_probs[batch] = out.cpu().numpy()
                 bar.update(len(batch))
         bar.close()
@@ -206,8 +225,13 @@ class MLMScorer(nn.Module):
         return sum(len(self.sequence(record.source, c.text)[2]) for c in record.candidates)
 
     def settings(self) -> dict:
-        return {"head": self.head, "context": self.context, "source_max_length": self.source_max_length,
-                "candidate_max_length": self.candidate_max_length, "normalize": self.normalize}  # fmt: skip
+        return {
+            "head": self.head,
+            "context": self.context,
+            "source_max_length": self.source_max_length,
+            "candidate_max_length": self.candidate_max_length,
+            "normalize": self.normalize,
+        }
 
     def save(self, directory: str | os.PathLike) -> None:
         directory = Path(directory)
@@ -266,12 +290,17 @@ def build_mlm_scorer(
     # Encoder keys all load for a sentence-embedding checkpoint; only the head's are missing.
     missing_head = sorted(k for k in info["missing_keys"] if not k.endswith("position_ids"))
     if missing_head and head == "mlm":
-        raise ValueError(f"{name_or_path!r} has no trained masked-LM head (missing {missing_head}); use head=tied "
-                         "or a masked LM such as bert-base-uncased")  # fmt: skip
+        raise ValueError(
+            f"{name_or_path!r} has no trained masked-LM head (missing {missing_head}); use head=tied "
+            "or a masked LM such as bert-base-uncased"
+        )
     if head == "auto":
         head = "tied" if missing_head else "mlm"
     if missing_head:
-        log.warning("%s has no masked-LM head (missing %s): scoring with the input embeddings as the decoder "
-                    "(head=tied); this checkpoint was not trained to predict tokens, so its PLL is close to noise",
-                    name_or_path, ", ".join(missing_head))  # fmt: skip
+        log.warning(
+            "%s has no masked-LM head (missing %s): scoring with the input embeddings as the decoder "
+            "(head=tied); this checkpoint was not trained to predict tokens, so its PLL is close to noise",
+            name_or_path,
+            ", ".join(missing_head),
+        )
     return MLMScorer(model, loaded_tokenizer, head=head, **settings).eval()

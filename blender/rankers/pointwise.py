@@ -146,15 +146,26 @@ class SummaReranker(nn.Module):
         )
         hidden = backbone.config.hidden_size
         self.head = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(dropout),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.Tanh(),
+            nn.Dropout(dropout),
             nn.Linear(hidden, len(self.task_names)),
-        )  # fmt: skip
+        )
 
     def candidate_ids(self, encoded: EncodedTexts, candidate: int) -> list[int]:
         """Input ids of `[source; candidate]`: `[CLS]<|source|>x[SEP][CLS]<|candidate1|>y[SEP]` for BERT."""
         e = self.encoder
-        return [*e.prefix, e.source_id, *encoded.source, *e.suffix,
-                *e.prefix, e.candidate1_id, *encoded.candidates[candidate], *e.suffix]  # fmt: skip
+        return [
+            *e.prefix,
+            e.source_id,
+            *encoded.source,
+            *e.suffix,
+            *e.prefix,
+            e.candidate1_id,
+            *encoded.candidates[candidate],
+            *e.suffix,
+        ]
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """[batch, n_tasks] logits, one per task, read at the first token."""
@@ -171,9 +182,13 @@ class SummaReranker(nn.Module):
         self.eval()
         device = next(self.parameters()).device
         values = _run_batches(
-            sequences, self.encoder.pad, lambda b: self(b["input_ids"], b["attention_mask"]).mean(-1),
-            settings, device, "candidates",
-        )  # fmt: skip
+            sequences,
+            self.encoder.pad,
+            lambda b: self(b["input_ids"], b["attention_mask"]).mean(-1),
+            settings,
+            device,
+            "candidates",
+        )
         self.train(was_training)
         return _split(values, [len(r.candidates) for r in records])
 
@@ -181,10 +196,14 @@ class SummaReranker(nn.Module):
         return len(record.candidates)
 
     def settings(self) -> dict:
-        return {"task_names": self.task_names, "dropout": self.dropout,
-                "source_max_length": self.encoder.source_max_length,
-                "candidate_max_length": self.encoder.candidate_max_length, "truncation": self.encoder.truncation,
-                "length_hint": self.encoder.length_hint}  # fmt: skip
+        return {
+            "task_names": self.task_names,
+            "dropout": self.dropout,
+            "source_max_length": self.encoder.source_max_length,
+            "candidate_max_length": self.encoder.candidate_max_length,
+            "truncation": self.encoder.truncation,
+            "length_hint": self.encoder.length_hint,
+        }
 
     def save(self, directory: str | os.PathLike) -> None:
         _write_checkpoint(
@@ -235,8 +254,9 @@ class SimCLS(nn.Module):
 
     def tokenize(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
         """Each text alone, with the tokenizer's special tokens, cut to `max_length` tokens."""
-        return self.tokenizer(list(texts), truncation=True, max_length=max_length,
-                              split_special_tokens=True)["input_ids"]  # fmt: skip
+        return self.tokenizer(list(texts), truncation=True, max_length=max_length, split_special_tokens=True)[
+            "input_ids"
+        ]
 
     def pad(self, sequences: Sequence[list[int]]) -> dict[str, Tensor]:
         return pad_ids(sequences, self.pad_id)
@@ -283,16 +303,22 @@ class SimCLS(nn.Module):
                 table[batch] = self.embed(inputs["input_ids"], inputs["attention_mask"]).cpu()
         self.train(was_training)
         source_table, candidate_table = table[: len(records)], table[len(records) :]
-        values = (candidate_table * source_table.repeat_interleave(
-            torch.tensor([len(r.candidates) for r in records]), dim=0)).sum(-1)  # fmt: skip
+        values = (
+            candidate_table
+            * source_table.repeat_interleave(torch.tensor([len(r.candidates) for r in records]), dim=0)
+        ).sum(-1)
         return _split(values.double().numpy(), [len(r.candidates) for r in records])
 
     def forward_passes(self, record: Record) -> int:
         return len(record.candidates) + 1  # the source is embedded once
 
     def settings(self) -> dict:
-        return {"task_names": self.task_names, "pooling": self.pooling,
-                "source_max_length": self.source_max_length, "candidate_max_length": self.candidate_max_length}  # fmt: skip
+        return {
+            "task_names": self.task_names,
+            "pooling": self.pooling,
+            "source_max_length": self.source_max_length,
+            "candidate_max_length": self.candidate_max_length,
+        }
 
     def save(self, directory: str | os.PathLike) -> None:
         _write_checkpoint(

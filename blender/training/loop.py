@@ -121,10 +121,13 @@ def build_optimizer(
         groups.setdefault((is_new, decays), []).append(parameter)
     head_lr = settings.head_lr if settings.head_lr is not None else settings.lr
     param_groups = [
-        {"params": params, "lr": head_lr if is_new else settings.lr,
-         "weight_decay": settings.weight_decay if decays else 0.0}
+        {
+            "params": params,
+            "lr": head_lr if is_new else settings.lr,
+            "weight_decay": settings.weight_decay if decays else 0.0,
+        }
         for (is_new, decays), params in groups.items()
-    ]  # fmt: skip
+    ]
     if settings.optimizer == "adamw":
         return torch.optim.AdamW(param_groups, lr=settings.lr)
     if settings.optimizer == "adafactor":
@@ -185,16 +188,27 @@ def fit(
         accelerator.init_trackers(
             logger.project,
             config=run_config or {},
-            init_kwargs={"wandb": {"mode": logger.mode, "dir": str(output_dir), "entity": logger.entity,
-                                   "name": logger.run_name or output_dir.name, "tags": list(logger.tags)}},
-        )  # fmt: skip
+            init_kwargs={
+                "wandb": {
+                    "mode": logger.mode,
+                    "dir": str(output_dir),
+                    "entity": logger.entity,
+                    "name": logger.run_name or output_dir.name,
+                    "tags": list(logger.tags),
+                }
+            },
+        )
 
     def my_batches(epoch: int) -> Sequence[dict[str, Tensor]]:
         batches = epoch_batches(epoch)
         # Every process gets the same number of micro-batches so no rank waits on a collective forever.
         per_process = len(batches) // accelerator.num_processes
-        return [batches[k] for k in range(accelerator.process_index, per_process * accelerator.num_processes,
-                                          accelerator.num_processes)]  # fmt: skip
+        return [
+            batches[k]
+            for k in range(
+                accelerator.process_index, per_process * accelerator.num_processes, accelerator.num_processes
+            )
+        ]
 
     steps_per_epoch = math.ceil(len(my_batches(0)) / settings.grad_accum)
     total_steps = steps_per_epoch * settings.epochs
@@ -202,9 +216,11 @@ def fit(
         total_steps = min(total_steps, settings.max_steps)
     optimizer = build_optimizer(model, settings, new_parameter_prefixes)
     scheduler = get_scheduler(
-        settings.scheduler, optimizer, num_warmup_steps=int(settings.warmup_ratio * total_steps),
+        settings.scheduler,
+        optimizer,
+        num_warmup_steps=int(settings.warmup_ratio * total_steps),
         num_training_steps=total_steps,
-    )  # fmt: skip
+    )
     # The scheduler is stepped by hand once per optimizer step, so it is not handed to `prepare`.
     model, optimizer = accelerator.prepare(model, optimizer)
 
@@ -214,8 +230,13 @@ def fit(
         accelerator.load_state(str(last_dir))
         state = TrainerState(**json.loads((last_dir / STATE_FILE).read_text()))
         scheduler.load_state_dict(torch.load(last_dir / "scheduler.pt", weights_only=True))
-        log.info("resumed from %s at epoch %d, batch %d, step %d", last_dir, state.epoch, state.batch_in_epoch,
-                 state.global_step)  # fmt: skip
+        log.info(
+            "resumed from %s at epoch %d, batch %d, step %d",
+            last_dir,
+            state.epoch,
+            state.batch_in_epoch,
+            state.global_step,
+        )
 
     def save_last() -> None:
         tmp = last_dir.with_name("last.tmp")
@@ -240,8 +261,13 @@ def fit(
             with metrics_file.open("a") as handle:
                 handle.write(json.dumps({"step": state.global_step, **metrics}) + "\n")
 
-    bar = tqdm(total=total_steps, initial=state.global_step, desc="train", unit="step",
-               disable=not (settings.show_progress and accelerator.is_local_main_process))  # fmt: skip
+    bar = tqdm(
+        total=total_steps,
+        initial=state.global_step,
+        desc="train",
+        unit="step",
+        disable=not (settings.show_progress and accelerator.is_local_main_process),
+    )
     running: list[float] = []
     last_loss = float("nan")
     done = state.global_step >= total_steps
@@ -268,8 +294,14 @@ def fit(
             last_loss = sum(running) / len(running)
             bar.set_postfix(loss=f"{last_loss:.4f}")
             if state.global_step % settings.log_every_steps == 0:
-                record({"train/loss": last_loss, "train/lr": scheduler.get_last_lr()[0], "epoch": state.epoch,
-                        **{f"train/{k}": v for k, v in logs.items()}})  # fmt: skip
+                record(
+                    {
+                        "train/loss": last_loss,
+                        "train/lr": scheduler.get_last_lr()[0],
+                        "epoch": state.epoch,
+                        **{f"train/{k}": v for k, v in logs.items()},
+                    }
+                )
                 running = []
             if state.global_step % settings.save_every_steps == 0:
                 save_last()
@@ -288,9 +320,14 @@ def fit(
     bar.close()
     if evaluate is None and save_model is not None and accelerator.is_main_process:
         write_dir_atomic(output_dir / "best", lambda d: save_model(accelerator.unwrap_model(model), d))
-    summary = {"best_value": state.best_value, "best_epoch": state.best_epoch, "global_step": state.global_step,
-               "history": state.history, "train/loss": last_loss,
-               "train_seconds": time.perf_counter() - started}  # fmt: skip
+    summary = {
+        "best_value": state.best_value,
+        "best_epoch": state.best_epoch,
+        "global_step": state.global_step,
+        "history": state.history,
+        "train/loss": last_loss,
+        "train_seconds": time.perf_counter() - started,
+    }
     accelerator.end_training()
     return summary
 
@@ -322,6 +359,10 @@ def _validate(
                 )
         state.history.append({"epoch": epoch, "step": state.global_step, **metrics})
         record({**metrics, "epoch": epoch})
-        log.info("epoch %d: %s%s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
-                 " (best so far, saved)" if improved else "")  # fmt: skip
+        log.info(
+            "epoch %d: %s%s",
+            epoch,
+            ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+            " (best so far, saved)" if improved else "",
+        )
     accelerator.wait_for_everyone()

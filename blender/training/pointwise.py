@@ -161,11 +161,12 @@ class SimCLSBatches(Sequence):
         candidates = self.ranker.pad(texts)
         n = len(self.candidates[rows[0]]) + 1
         return {
-            "source_ids": source["input_ids"], "source_mask": source["attention_mask"],
+            "source_ids": source["input_ids"],
+            "source_mask": source["attention_mask"],
             "candidate_ids": candidates["input_ids"].view(len(rows), n, -1),
             "candidate_mask": candidates["attention_mask"].view(len(rows), n, -1),
             "signal": torch.tensor(np.stack([self.signals[e] for e in rows]), dtype=torch.float32),
-        }  # fmt: skip
+        }
 
 
 def simcls_loss(
@@ -173,8 +174,15 @@ def simcls_loss(
 ) -> tuple[Tensor, dict[str, float]]:
     scores = model(batch["source_ids"], batch["source_mask"], batch["candidate_ids"], batch["candidate_mask"])
     candidates, reference = scores[:, :-1], scores[:, -1]
-    loss = simcls_ranking_loss(candidates, batch["signal"], sampling.margin, min_delta, reference,
-                               sampling.gold_margin, sampling.gold_weight)  # fmt: skip
+    loss = simcls_ranking_loss(
+        candidates,
+        batch["signal"],
+        sampling.margin,
+        min_delta,
+        reference,
+        sampling.gold_margin,
+        sampling.gold_weight,
+    )
     picked = batch["signal"].gather(1, candidates.argmax(1, keepdim=True)).squeeze(1)
     return loss, {"pick_is_best": (picked >= batch["signal"].max(1).values).float().mean().item()}
 
@@ -240,8 +248,12 @@ def train_pointwise(
             )
 
         loss_fn, new_prefixes = summareranker_loss, ("head.",)
-        log.info("SummaReranker: %d instructions x %d candidates (top/bottom) per epoch, %d instructions a batch",
-                 len(chosen), sampling.num_pos + sampling.num_neg, per_batch)  # fmt: skip
+        log.info(
+            "SummaReranker: %d instructions x %d candidates (top/bottom) per epoch, %d instructions a batch",
+            len(chosen),
+            sampling.num_pos + sampling.num_neg,
+            per_batch,
+        )
     elif isinstance(ranker, SimCLS):
         if not isinstance(sampling, SimCLSSampling):
             raise TypeError("SimCLS trains with SimCLSSampling")
@@ -256,8 +268,15 @@ def train_pointwise(
 
         @functools.lru_cache(maxsize=1)
         def epoch_batches(epoch: int) -> SimCLSBatches:
-            return SimCLSBatches(ranker, sources, candidates, references, order_values, settings.batch_size,
-                                 seed=settings.seed + epoch)  # fmt: skip
+            return SimCLSBatches(
+                ranker,
+                sources,
+                candidates,
+                references,
+                order_values,
+                settings.batch_size,
+                seed=settings.seed + epoch,
+            )
 
         loss_fn = functools.partial(simcls_loss, sampling=sampling, min_delta=orders[0][1] if orders else 0.0)
         new_prefixes = ()
@@ -269,7 +288,14 @@ def train_pointwise(
         return validate_pointwise(model, val_records, oracle, best_model, inference)
 
     return fit(
-        ranker, loss_fn, epoch_batches, settings, output_dir, evaluate=evaluate if val_records else None,
-        save_model=lambda model, directory: model.save(Path(directory)), new_parameter_prefixes=new_prefixes,
-        logger=logger, run_config=run_config,
-    )  # fmt: skip
+        ranker,
+        loss_fn,
+        epoch_batches,
+        settings,
+        output_dir,
+        evaluate=evaluate if val_records else None,
+        save_model=lambda model, directory: model.save(Path(directory)),
+        new_parameter_prefixes=new_prefixes,
+        logger=logger,
+        run_config=run_config,
+    )

@@ -200,16 +200,27 @@ def train_ranker(
     )  # the loop asks for an epoch's batches more than once (counting, resuming)
     def epoch_batches(epoch: int) -> PairBatches:
         rng = np.random.default_rng(settings.seed + epoch)
-        pairs = sample_pairs(signal_by_record, sampling.pairs_per_example, rng, min_delta, sampling.skip_ties,
-                             sampling.weighting)  # fmt: skip
+        pairs = sample_pairs(
+            signal_by_record,
+            sampling.pairs_per_example,
+            rng,
+            min_delta,
+            sampling.skip_ties,
+            sampling.weighting,
+        )
         return PairBatches(
             ranker, encoded, pairs, settings.batch_size, seed=settings.seed + epoch, absolute=absolute
         )
 
     first = epoch_batches(0)
     n_decisive = sum(any(t != 0 for t in first.pairs[k].targets) for k in range(len(first.pairs)))
-    log.info("%d training pairs per epoch (%d decisive) in %d batches of %d", len(first.pairs), n_decisive,
-             len(first), settings.batch_size)  # fmt: skip
+    log.info(
+        "%d training pairs per epoch (%d decisive) in %d batches of %d",
+        len(first.pairs),
+        n_decisive,
+        len(first),
+        settings.batch_size,
+    )
 
     def evaluate(model: PairRanker) -> dict[str, float]:
         return validate_ranker(

@@ -10,8 +10,16 @@ from tests.conftest import compose_config, make_raw_record, write_jsonl
 
 
 def smoke(tmp_path, data_dir, ranker, *extra):
-    return compose_config("train_ranker", ["experiment=smoke", f"ranker={ranker}", f"data.path={data_dir}",
-                                           f"output_dir={tmp_path / ranker}", *extra])  # fmt: skip
+    return compose_config(
+        "train_ranker",
+        [
+            "experiment=smoke",
+            f"ranker={ranker}",
+            f"data.path={data_dir}",
+            f"output_dir={tmp_path / ranker}",
+            *extra,
+        ],
+    )
 
 
 @pytest.mark.parametrize("ranker", ["summareranker", "simcls", "mlm_scoring"])
@@ -25,20 +33,43 @@ def test_each_ranker_trains_or_scores_and_evaluates(ranker, tmp_path, small_data
     assert {"pearson_ci", "spearman_ci", "footrule_ci"} <= set(rows[label])
     saved = np.load(tmp_path / ranker / "eval" / "candidate_scores_alpaca_blend_modern_val.npz")
     assert saved["scores"].shape == (4, 4)
-    cfg = compose_config("eval", [f"checkpoint={tmp_path / ranker / 'best'}", f"data.path={small_dataset}",
-                                  "data.limit_val=4", "inference.show_progress=false", "eval.bootstrap_samples=100",
-                                  "inference.mixed_precision=no"])  # fmt: skip
+    cfg = compose_config(
+        "eval",
+        [
+            f"checkpoint={tmp_path / ranker / 'best'}",
+            f"data.path={small_dataset}",
+            "data.limit_val=4",
+            "inference.show_progress=false",
+            "eval.bootstrap_samples=100",
+            "inference.mixed_precision=no",
+        ],
+    )
     again = {r["method"]: r for r in evaluate.run(cfg)["rows"]}
     assert again[label]["top1_oracle"] == pytest.approx(rows[label]["top1_oracle"])
 
 
 def test_multi_signal_training_with_per_signal_thresholds(tmp_path, small_dataset):
-    summary = train_ranker.run(smoke(tmp_path, small_dataset, "pairranker", "data.signals=[gpt4_pref,other]",
-                                     "data.min_delta={gpt4_pref: 0.1, default: 0.0}", "evaluate_after_training=false"))  # fmt: skip
+    summary = train_ranker.run(
+        smoke(
+            tmp_path,
+            small_dataset,
+            "pairranker",
+            "data.signals=[gpt4_pref,other]",
+            "data.min_delta={gpt4_pref: 0.1, default: 0.0}",
+            "evaluate_after_training=false",
+        )
+    )
     assert np.isfinite(summary["train/loss"])
     with pytest.raises(ValueError, match=r"min_delta has no entry for signal\(s\) \['other'\]"):
-        train_ranker.run(smoke(tmp_path, small_dataset, "summareranker", "data.signals=[gpt4_pref,other]",
-                               "data.min_delta={gpt4_pref: 0.1}"))  # fmt: skip
+        train_ranker.run(
+            smoke(
+                tmp_path,
+                small_dataset,
+                "summareranker",
+                "data.signals=[gpt4_pref,other]",
+                "data.min_delta={gpt4_pref: 0.1}",
+            )
+        )
 
 
 def test_compare_gathers_experiments_into_one_table(tmp_path, small_dataset):
@@ -51,18 +82,29 @@ def test_compare_gathers_experiments_into_one_table(tmp_path, small_dataset):
         for k, candidate in enumerate(row["candidates"]):
             candidate["scores"]["bleu"] = float(10 * k)
     write_jsonl(tmp_path / "scores" / "val.jsonl", rows)
-    dataset = {"split": "val", "oracle": "gpt4_pref", "scored_path": str(tmp_path / "scores"),
-               "train_path": str(small_dataset),
-               "experiments": {"sc": "SimCLS (gpt4_pref)", "pr": "PairRanker (gpt4_pref)", "none": "Not run"}}  # fmt: skip
-    cfg = compose_config("compare", [f"experiments_dir={experiments}", f"output_dir={tmp_path / 'out'}",
-                                     "bootstrap_samples=50"])  # fmt: skip
+    dataset = {
+        "split": "val",
+        "oracle": "gpt4_pref",
+        "scored_path": str(tmp_path / "scores"),
+        "train_path": str(small_dataset),
+        "experiments": {"sc": "SimCLS (gpt4_pref)", "pr": "PairRanker (gpt4_pref)", "none": "Not run"},
+    }
+    cfg = compose_config(
+        "compare",
+        [f"experiments_dir={experiments}", f"output_dir={tmp_path / 'out'}", "bootstrap_samples=50"],
+    )
     with open_dict(cfg):
         cfg.datasets = {"alpaca_blend_modern": dataset}
     result = compare.run(cfg)["alpaca_blend_modern"]
     names = [r["method"] for r in result["table"]["rows"]]
     assert names[:3] == ["Random (expected)", "Longest", "model: m3"]
-    assert {"Oracle (bleu)", "Oracle (gpt4_pref)", "SimCLS (gpt4_pref)", "PairRanker (gpt4_pref) + max_logits",
-            "PairRanker (gpt4_pref) + bubble"} <= set(names)  # fmt: skip
+    assert {
+        "Oracle (bleu)",
+        "Oracle (gpt4_pref)",
+        "SimCLS (gpt4_pref)",
+        "PairRanker (gpt4_pref) + max_logits",
+        "PairRanker (gpt4_pref) + bubble",
+    } <= set(names)
     assert result["missing"] == ["none"]
     markdown = (tmp_path / "out" / "comparison_alpaca_blend_modern_val.md").read_text()
     assert "Not run yet" in markdown and "Oracle (BLEU)" in markdown

@@ -13,8 +13,10 @@ from tests.conftest import REPO, compose_config, make_raw_record, write_jsonl
 
 
 def smoke(tmp_path, data_dir, *extra):
-    return compose_config("train_ranker", ["experiment=smoke", f"data.path={data_dir}", f"output_dir={tmp_path / 'run'}",
-                                           *extra])  # fmt: skip
+    return compose_config(
+        "train_ranker",
+        ["experiment=smoke", f"data.path={data_dir}", f"output_dir={tmp_path / 'run'}", *extra],
+    )
 
 
 def test_smoke_run_trains_evaluates_and_writes_the_table(tmp_path, small_dataset):
@@ -37,9 +39,17 @@ def test_smoke_run_trains_evaluates_and_writes_the_table(tmp_path, small_dataset
     assert saved["logits"].shape == (4, 4, 4) and list(saved["ids"]) == [f"test/{100 + i}" for i in range(4)]
 
     # make eval on the checkpoint gives the same ranker rows.
-    cfg = compose_config("eval", [f"checkpoint={tmp_path / 'run' / 'best'}", f"data.path={small_dataset}",
-                                  "data.limit_val=4", "inference.show_progress=false", "eval.bootstrap_samples=100",
-                                  "inference.mixed_precision=no"])  # fmt: skip
+    cfg = compose_config(
+        "eval",
+        [
+            f"checkpoint={tmp_path / 'run' / 'best'}",
+            f"data.path={small_dataset}",
+            "data.limit_val=4",
+            "inference.show_progress=false",
+            "eval.bootstrap_samples=100",
+            "inference.mixed_precision=no",
+        ],
+    )
     again = {r["method"]: r for r in evaluate.run(cfg)["rows"]}
     assert again["PairRanker + max_logits"]["top1_oracle"] == pytest.approx(
         rows["PairRanker + max_logits"]["top1_oracle"]
@@ -92,8 +102,13 @@ def test_command_line_reports_bad_input_in_one_line(tmp_path, entry):
 
         tokenizer = make_tiny_tokenizer()
         PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer).save(tmp_path)
-    done = subprocess.run([sys.executable, "-m", f"blender.cli.{entry}", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", f"blender.cli.{entry}", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 2, output
     assert "nowhere: no such data folder" in output and "Traceback" not in output
@@ -109,8 +124,13 @@ def test_wandb_logger_runs_offline(tmp_path, small_dataset, monkeypatch):
 
 def test_eval_reuses_the_training_runs_matrices_until_something_changes(tmp_path, small_dataset, monkeypatch):
     train_ranker.run(smoke(tmp_path, small_dataset))
-    overrides = [f"checkpoint={tmp_path / 'run' / 'best'}", f"data.path={small_dataset}", "data.limit_val=4",
-                 "inference.show_progress=false", "eval.bootstrap_samples=100"]  # fmt: skip
+    overrides = [
+        f"checkpoint={tmp_path / 'run' / 'best'}",
+        f"data.path={small_dataset}",
+        "data.limit_val=4",
+        "inference.show_progress=false",
+        "eval.bootstrap_samples=100",
+    ]
     first = {
         r["method"]: r
         for r in evaluate.run(compose_config("eval", [*overrides, "inference.mixed_precision=no"]))["rows"]

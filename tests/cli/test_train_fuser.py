@@ -11,16 +11,31 @@ from blender.data.tiny_models import build_tiny_model
 from blender.fuser.topk import RankerNotFoundError
 from tests.conftest import compose_config
 
-FAST = ["inference.mixed_precision=no", "inference.show_progress=false", "tables.metrics=[bleu,rougeL]",
-        "metrics.bertscore=null", "metrics.rouge1=null", "metrics.rouge2=null", "eval.bootstrap_samples=50"]  # fmt: skip
+FAST = [
+    "inference.mixed_precision=no",
+    "inference.show_progress=false",
+    "tables.metrics=[bleu,rougeL]",
+    "metrics.bertscore=null",
+    "metrics.rouge1=null",
+    "metrics.rouge2=null",
+    "eval.bootstrap_samples=50",
+]
 
 
 def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_ranker, one_thread):
     ranker_dir = tmp_path / "train_ranker" / "r1" / "best"
     tiny_ranker.save(ranker_dir)
-    cfg = compose_config("train_fuser", ["experiment=fuser_smoke", f"data.path={small_dataset}", f"output_dir={tmp_path / 'run'}",
-                                         f"topk.ranker_runs_dir={tmp_path / 'train_ranker'}",
-                                         f"topk.cache_dir={tmp_path / 'topk'}", *FAST])  # fmt: skip
+    cfg = compose_config(
+        "train_fuser",
+        [
+            "experiment=fuser_smoke",
+            f"data.path={small_dataset}",
+            f"output_dir={tmp_path / 'run'}",
+            f"topk.ranker_runs_dir={tmp_path / 'train_ranker'}",
+            f"topk.cache_dir={tmp_path / 'topk'}",
+            *FAST,
+        ],
+    )
     summary = train_fuser.run(cfg)
     assert summary["global_step"] == 2 and (tmp_path / "run" / "best" / "fuser_config.json").is_file()
     rows = {r["method"]: r for r in summary["eval"]["paper_tables"]["table2"]["rows"]}
@@ -35,14 +50,24 @@ def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_
         len((tmp_path / "run" / "eval" / "fused_alpaca_blend_modern_val.jsonl").read_text().splitlines()) == 4
     )
     # The train split ranked on one order of each pair (the offline default), val on the full matrix.
-    orders = {f.name.split("_")[-2]: {json.loads(line)["pair_orders"] for line in f.read_text().splitlines()}
-              for f in (tmp_path / "topk").glob("*.jsonl")}  # fmt: skip
+    orders = {
+        f.name.split("_")[-2]: {json.loads(line)["pair_orders"] for line in f.read_text().splitlines()}
+        for f in (tmp_path / "topk").glob("*.jsonl")
+    }
     assert orders == {"train": {"one"}, "val": {"both"}}
     # The small data carries no reference metrics: train-fuser scored the candidates beside its run.
     assert (tmp_path / "run" / "eval" / "scored_alpaca_blend_modern_val.jsonl").is_file()
 
-    cfg = compose_config("eval", [f"checkpoint={ranker_dir}", f"fuser_checkpoint={tmp_path / 'run' / 'best'}",
-                                  f"data.path={small_dataset}", "data.limit_val=4", *FAST])  # fmt: skip
+    cfg = compose_config(
+        "eval",
+        [
+            f"checkpoint={ranker_dir}",
+            f"fuser_checkpoint={tmp_path / 'run' / 'best'}",
+            f"data.path={small_dataset}",
+            "data.limit_val=4",
+            *FAST,
+        ],
+    )
     table = evaluate.run(cfg)
     again = {r["method"]: r for r in table["fused"]["paper_tables"]["table2"]["rows"]}
     assert again["PairRanker (K=3) + GenFuser"]["rougeL"] == pytest.approx(fused["rougeL"])
@@ -53,17 +78,35 @@ def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_
 
 
 def test_random_k_ablation_needs_no_ranker(tmp_path, small_dataset, one_thread):
-    cfg = compose_config("train_fuser", ["experiment=fuser_random_k3", "fuser=tiny", f"data.path={small_dataset}",
-                                         "data.limit_train=4", "data.limit_val=2", "trainer.max_steps=1",
-                                         "trainer.mixed_precision=no", "trainer.show_progress=false",
-                                         "evaluate_after_training=false", f"output_dir={tmp_path / 'run'}",
-                                         f"topk.ranker_runs_dir={tmp_path / 'none'}"])  # fmt: skip
+    cfg = compose_config(
+        "train_fuser",
+        [
+            "experiment=fuser_random_k3",
+            "fuser=tiny",
+            f"data.path={small_dataset}",
+            "data.limit_train=4",
+            "data.limit_val=2",
+            "trainer.max_steps=1",
+            "trainer.mixed_precision=no",
+            "trainer.show_progress=false",
+            "evaluate_after_training=false",
+            f"output_dir={tmp_path / 'run'}",
+            f"topk.ranker_runs_dir={tmp_path / 'none'}",
+        ],
+    )
     assert train_fuser.run(cfg)["global_step"] == 1
 
 
 def test_no_ranker_tells_how_to_get_one(tmp_path, small_dataset):
-    cfg = compose_config("train_fuser", ["experiment=fuser_smoke", f"data.path={small_dataset}", f"output_dir={tmp_path}",
-                                         f"topk.ranker_runs_dir={tmp_path / 'none'}"])  # fmt: skip
+    cfg = compose_config(
+        "train_fuser",
+        [
+            "experiment=fuser_smoke",
+            f"data.path={small_dataset}",
+            f"output_dir={tmp_path}",
+            f"topk.ranker_runs_dir={tmp_path / 'none'}",
+        ],
+    )
     with pytest.raises(RankerNotFoundError, match="make train-ranker"):
         train_fuser.run(cfg)
 
@@ -71,17 +114,35 @@ def test_no_ranker_tells_how_to_get_one(tmp_path, small_dataset):
 def test_eval_adds_the_zero_shot_row_beside_the_trained_one(tmp_path, small_dataset, tiny_ranker, one_thread):
     ranker_dir = tmp_path / "train_ranker" / "r1" / "best"
     tiny_ranker.save(ranker_dir)
-    cfg = compose_config("train_fuser", ["experiment=fuser_smoke", f"data.path={small_dataset}", f"output_dir={tmp_path / 'run'}",
-                                         f"topk.ranker_runs_dir={tmp_path / 'train_ranker'}",
-                                         f"topk.cache_dir={tmp_path / 'topk'}", *FAST])  # fmt: skip
+    cfg = compose_config(
+        "train_fuser",
+        [
+            "experiment=fuser_smoke",
+            f"data.path={small_dataset}",
+            f"output_dir={tmp_path / 'run'}",
+            f"topk.ranker_runs_dir={tmp_path / 'train_ranker'}",
+            f"topk.cache_dir={tmp_path / 'topk'}",
+            *FAST,
+        ],
+    )
     train_fuser.run(cfg)
     # The default fuser config (Gemma 3's prompt, LoRA, stop strings) on a random tiny Gemma 3, never trained.
     base = build_tiny_model(tmp_path / "tiny-gemma3", model_type="gemma3")
-    overrides = [f"checkpoint={ranker_dir}", f"fuser_checkpoint={tmp_path / 'run' / 'best'}", "fuse.zero_shot=true",
-                 f"fuser.name_or_path={base}", "fuser.packing.max_source_length=96", "fuser.packing.candidate_max_length=16",
-                 "fuser.packing.max_target_length=8", "fuser.generation.max_new_tokens=4",
-                 "fuser.generation.show_progress=false", "fuser.generation.mixed_precision=no",
-                 f"data.path={small_dataset}", "data.limit_val=4", *FAST]  # fmt: skip
+    overrides = [
+        f"checkpoint={ranker_dir}",
+        f"fuser_checkpoint={tmp_path / 'run' / 'best'}",
+        "fuse.zero_shot=true",
+        f"fuser.name_or_path={base}",
+        "fuser.packing.max_source_length=96",
+        "fuser.packing.candidate_max_length=16",
+        "fuser.packing.max_target_length=8",
+        "fuser.generation.max_new_tokens=4",
+        "fuser.generation.show_progress=false",
+        "fuser.generation.mixed_precision=no",
+        f"data.path={small_dataset}",
+        "data.limit_val=4",
+        *FAST,
+    ]
     table = evaluate.run(compose_config("eval", overrides))
     fused = table["fused"]
     assert fused["rows"] == ["PairRanker (K=3) + GenFuser", "PairRanker (K=3) + GenFuser (zero-shot)"]

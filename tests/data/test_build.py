@@ -31,8 +31,10 @@ ALL_STAGES = ["sources", "mix", "generate", "merge", "score", "judge", "finalize
 MODELS = ["tiny-llama-chat", "tiny-gpt2", "gemma-3-270m"]
 N_PAIRS = len(MODELS) * (len(MODELS) - 1) // 2
 # The fixture recipe's generator as a random tiny Gemma 3 (same architecture and back end, seconds to run).
-TINY_GENERATOR = ["data_build.generator=${data_build.tiny_models_dir}/tiny-gemma3",
-                  "data_build.generator_tiny={model_type: gemma3, seed: 2}"]  # fmt: skip
+TINY_GENERATOR = [
+    "data_build.generator=${data_build.tiny_models_dir}/tiny-gemma3",
+    "data_build.generator_tiny={model_type: gemma3, seed: 2}",
+]
 
 
 def _compose(overrides: list[str]) -> DictConfig:
@@ -51,9 +53,14 @@ def fixture_overrides(
 ) -> list[str]:
     overrides = ["data_build=fixture", f"data_build.out_dir={out_dir}", *TINY_GENERATOR]
     if server is not None:
-        overrides += ["judge=local", f"judge.base_url={server.base_url}", "judge.model=fake-judge",
-                      f"judge.cache_path={cache or out_dir / 'judge.sqlite'}", "judge.max_retries=1",
-                      "judge.backoff_base_s=0.01"]  # fmt: skip
+        overrides += [
+            "judge=local",
+            f"judge.base_url={server.base_url}",
+            "judge.model=fake-judge",
+            f"judge.cache_path={cache or out_dir / 'judge.sqlite'}",
+            "judge.max_retries=1",
+            "judge.backoff_base_s=0.01",
+        ]
     return overrides
 
 
@@ -174,8 +181,15 @@ def test_a_changed_mix_redoes_what_it_touches(
     monkeypatch.chdir(REPO)
     # No judge this time: the test split's finished records change too (no cmp_results).
     status = run(_compose(copy_overrides(built, out_dir) + ["data_build.mix.n_val=2"]))
-    assert status == {"sources": "skipped", "mix": "ran", "generate": "ran", "merge": "ran", "score": "ran",
-                      "judge": "skipped", "finalize": "ran"}  # fmt: skip
+    assert status == {
+        "sources": "skipped",
+        "mix": "ran",
+        "generate": "ran",
+        "merge": "ran",
+        "score": "ran",
+        "judge": "skipped",
+        "finalize": "ran",
+    }
     (val, test) = load_candidates(out_dir / "mixinstruct", splits=("val", "test"))
     assert len(val) == 2 and all(r.cmp_results is None for r in test)
 
@@ -210,8 +224,14 @@ def test_a_judge_without_its_key_fails_before_any_stage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("BLENDER_TEST_NO_KEY", raising=False)
-    cfg = _compose(["data_build=fixture", f"data_build.out_dir={tmp_path}", "judge=chatgpt",
-                    "judge.api_key_env=BLENDER_TEST_NO_KEY"])  # fmt: skip
+    cfg = _compose(
+        [
+            "data_build=fixture",
+            f"data_build.out_dir={tmp_path}",
+            "judge=chatgpt",
+            "judge.api_key_env=BLENDER_TEST_NO_KEY",
+        ]
+    )
     with pytest.raises(JudgeError, match=r"needs \$BLENDER_TEST_NO_KEY"):
         run(cfg)
     assert not (tmp_path / "sources").exists()
@@ -219,9 +239,18 @@ def test_a_judge_without_its_key_fails_before_any_stage(
 
 def test_a_ranker_trains_on_the_build(built: tuple[Path, dict], tmp_path: Path) -> None:
     final = built[0] / "mixinstruct"
-    cfg = compose_config("train_ranker", ["experiment=smoke", "data=mixinstruct", f"data.path={final}",
-                                          "data.val_split=val", "data.signals=[bertscore]", "data.val_oracle=bertscore",
-                                          f"output_dir={tmp_path / 'run'}"])  # fmt: skip
+    cfg = compose_config(
+        "train_ranker",
+        [
+            "experiment=smoke",
+            "data=mixinstruct",
+            f"data.path={final}",
+            "data.val_split=val",
+            "data.signals=[bertscore]",
+            "data.val_oracle=bertscore",
+            f"output_dir={tmp_path / 'run'}",
+        ],
+    )
     summary = train_ranker.run(cfg)
     assert summary["global_step"] == 2
     # Evaluated on test against the judge's labels (GPT-Rank), as the paper evaluates on MixInstruct.

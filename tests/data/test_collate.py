@@ -14,10 +14,23 @@ def test_pair_layout_is_the_originals(encoder, tiny_tokenizer):
     ids = encoder.pair_ids(encoded, 0, 1)
     tokens = tiny_tokenizer.convert_ids_to_tokens(ids)
     assert tokens == [
-        "[CLS]", "<|source|>", "the", "answer", "is", "[SEP]",
-        "[CLS]", "<|candidate1|>", "good", "[SEP]",
-        "[CLS]", "<|candidate2|>", "bad", "a", "b", "[SEP]",
-    ]  # fmt: skip
+        "[CLS]",
+        "<|source|>",
+        "the",
+        "answer",
+        "is",
+        "[SEP]",
+        "[CLS]",
+        "<|candidate1|>",
+        "good",
+        "[SEP]",
+        "[CLS]",
+        "<|candidate2|>",
+        "bad",
+        "a",
+        "b",
+        "[SEP]",
+    ]
     # Each part stays within its own budget, special tokens included.
     assert len(tokens[10:]) == 6
 

@@ -99,8 +99,11 @@ def test_rerun_skips_finished_shards_and_redoes_broken_ones(
     model, settings = models[1], _settings()
     assert generate_candidates(RECORDS, model, settings, tmp_path)["generated"] == 3
     assert generate_candidates(RECORDS, model, settings, tmp_path) == {
-        "shards": 3, "mine": 3, "skipped": 3, "generated": 0
-    }  # fmt: skip
+        "shards": 3,
+        "mine": 3,
+        "skipped": 3,
+        "generated": 0,
+    }
     # A shard file whose bytes changed after its marker was written is not taken as finished.
     path, _ = shard_paths(tmp_path, model.name, 1)
     path.write_text(path.read_text()[:-5])

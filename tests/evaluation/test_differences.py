@@ -9,8 +9,14 @@ from blender.evaluation.differences import paired_differences, render_difference
 
 
 def record(k: int, first: float, second: float) -> Record:
-    return Record(id=str(k), instruction="i", input="", output="o", candidates=[Candidate("m", "t")],
-                  extra={"fused_scores": {"bleu": first}, "fused_zero_shot_scores": {"bleu": second}})  # fmt: skip
+    return Record(
+        id=str(k),
+        instruction="i",
+        input="",
+        output="o",
+        candidates=[Candidate("m", "t")],
+        extra={"fused_scores": {"bleu": first}, "fused_zero_shot_scores": {"bleu": second}},
+    )
 
 
 def test_paired_difference_and_its_interval():

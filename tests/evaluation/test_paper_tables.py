@@ -25,20 +25,38 @@ from tests.conftest import compose_config, write_jsonl
 
 # Per record: model -> (gpt4_pref, bleu, bertscore, text). d is always last by gpt4_pref.
 FIXTURE = [
-    {"a": (0.9, 10, 0.8, "x"), "b": (0.5, 20, 0.7, "x x"), "c": (0.1, 30, 0.6, "x x x x"), "d": (0.0, 1, 0.1, "x")},
-    {"a": (0.2, 5, 0.9, "x x x x"), "b": (0.8, 15, 0.5, "x"), "c": (0.5, 25, 0.4, "x x"), "d": (0.0, 1, 0.1, "x")},
-    {"a": (0.6, 40, 0.6, "x"), "b": (0.6, 10, 0.5, "x x x x"), "c": (0.3, 0, 0.9, "x"), "d": (0.0, 1, 0.1, "x")},
-]  # fmt: skip
+    {
+        "a": (0.9, 10, 0.8, "x"),
+        "b": (0.5, 20, 0.7, "x x"),
+        "c": (0.1, 30, 0.6, "x x x x"),
+        "d": (0.0, 1, 0.1, "x"),
+    },
+    {
+        "a": (0.2, 5, 0.9, "x x x x"),
+        "b": (0.8, 15, 0.5, "x"),
+        "c": (0.5, 25, 0.4, "x x"),
+        "d": (0.0, 1, 0.1, "x"),
+    },
+    {
+        "a": (0.6, 40, 0.6, "x"),
+        "b": (0.6, 10, 0.5, "x x x x"),
+        "c": (0.3, 0, 0.9, "x"),
+        "d": (0.0, 1, 0.1, "x"),
+    },
+]
 
 
 def make_records(fixture=FIXTURE, names=None):
     rows = []
     for i, models in enumerate(fixture):
         candidates = [
-            {"model": (names or {}).get(m, m), "text": text,
-             "scores": {"gpt4_pref": pref, "bleu": float(bleu), "bertscore": bert}}
+            {
+                "model": (names or {}).get(m, m),
+                "text": text,
+                "scores": {"gpt4_pref": pref, "bleu": float(bleu), "bertscore": bert},
+            }
             for m, (pref, bleu, bert, text) in models.items()
-        ]  # fmt: skip
+        ]
         rows.append(
             {"id": f"t/{i}", "instruction": "q", "input": "", "output": "ref", "candidates": candidates}
         )
@@ -82,8 +100,10 @@ def test_table2_by_hand():
 
 def test_table3_by_hand():
     records = make_records()
-    ranker = Method("PairRanker + max_logits", scores=[np.array([c.scores["gpt4_pref"] for c in r.candidates])
-                                                       for r in records])  # fmt: skip
+    ranker = Method(
+        "PairRanker + max_logits",
+        scores=[np.array([c.scores["gpt4_pref"] for c in r.candidates]) for r in records],
+    )
     table = table3(records, "gpt4_pref", ["bleu"], [ranker])
     rows = by_name(table)
     # BLEU's rank columns a [3,3,1], b [2,2,2], c [1,1,4], d [4,4,3] against the oracle's a [1,3,1], b [2,1,1],
@@ -122,8 +142,9 @@ def test_paper_rows_appear_beside_ours_on_mixinstruct_only(tmp_path):
     records = mixinstruct_like()
     named = named_models_for(records, "gpt4_pref", "mixinstruct")
     assert named == ["vicuna-13b-1.1", "oasst-sft-4-pythia-12b-epoch-3.5"]  # the paper's ≥ Vic, ≥ OA
-    report = report_paper_tables(records, "gpt4_pref", named, tmp_path, "mixinstruct_test", "fixture",
-                                 dataset="mixinstruct", n_boot=50)  # fmt: skip
+    report = report_paper_tables(
+        records, "gpt4_pref", named, tmp_path, "mixinstruct_test", "fixture", dataset="mixinstruct", n_boot=50
+    )
     markdown = (tmp_path / "table2_mixinstruct_test.md").read_text()
     label = paper_results()["label"]
     assert label in markdown and "LLM-Blender (Jiang et al., ACL 2023), Table 2" in markdown
@@ -159,8 +180,15 @@ def test_eval_writes_the_tables_from_a_scored_folder(tmp_path):
     write_jsonl(data_dir / "train.jsonl", unscored)
     write_jsonl(data_dir / "val.jsonl", unscored)
     write_jsonl(scores_dir / "val.jsonl", [r.to_dict() for r in records])
-    cfg = compose_config("eval", [f"checkpoint={tmp_path}/ckpt", f"data.path={data_dir}",
-                                  f"output_dir={tmp_path / 'eval'}", "eval.bootstrap_samples=50"])  # fmt: skip
+    cfg = compose_config(
+        "eval",
+        [
+            f"checkpoint={tmp_path}/ckpt",
+            f"data.path={data_dir}",
+            f"output_dir={tmp_path / 'eval'}",
+            "eval.bootstrap_samples=50",
+        ],
+    )
     plain = [parse_record(r, "x") for r in unscored]
     ranker = Method("PairRanker + max_logits", scores=[np.arange(4.0)[::-1] for _ in records])
     assert (

@@ -26,8 +26,9 @@ def make_fuser_tokenizer(extra_ids: bool = False, wrap: bool = True) -> PreTrain
         core.post_processor = TemplateProcessing(
             single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
         )
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]",
-                                        cls_token="[CLS]", sep_token="[SEP]")  # fmt: skip
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
     if extra_ids:
         tokenizer.add_special_tokens({"additional_special_tokens": [f"<extra_id_{k}>" for k in (1, 2, 3)]})
     return tokenizer

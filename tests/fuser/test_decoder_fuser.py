@@ -26,11 +26,26 @@ from tests.fuser.conftest import ANSWER_WORDS, TEMPLATE_WORDS
 
 # Gemma's layout: <pad> 0, <eos> 1, <bos> 2, <unk> 3, and <bos> before every text.
 GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
-TINY_GEMMA3 = {"model_type": "gemma3_text", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-               "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16, "max_position_embeddings": 256,
-               "sliding_window": 16, "layer_types": ["sliding_attention", "full_attention"]}  # fmt: skip
-PACKING = {"candidate_max_length": 4, "max_source_length": 48, "max_target_length": 6, "separator": " | ",
-           "add_special_tokens": True, "answer_prefix": " =>"}  # fmt: skip
+TINY_GEMMA3 = {
+    "model_type": "gemma3_text",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 16,
+    "max_position_embeddings": 256,
+    "sliding_window": 16,
+    "layer_types": ["sliding_attention", "full_attention"],
+}
+PACKING = {
+    "candidate_max_length": 4,
+    "max_source_length": 48,
+    "max_target_length": 6,
+    "separator": " | ",
+    "add_special_tokens": True,
+    "answer_prefix": " =>",
+}
 
 
 def gemma_like_tokenizer() -> PreTrainedTokenizerFast:
@@ -39,21 +54,31 @@ def gemma_like_tokenizer() -> PreTrainedTokenizerFast:
     core = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = Whitespace()
     core.post_processor = TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])])
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
-                                   unk_token="<unk>")  # fmt: skip
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
+    )
 
 
 def tiny_gemma(mode: str = "full", seed: int = 0, **generation) -> GenFuser:
     torch.manual_seed(seed)
-    return build_fuser("causal", config=TINY_GEMMA3, tokenizer=gemma_like_tokenizer(), packing=PACKING,
-                       generation={"num_beams": 1, "max_new_tokens": 12, "show_progress": False, **generation},
-                       finetuning={"mode": mode, "lora_r": 8, "lora_alpha": 16})  # fmt: skip
+    return build_fuser(
+        "causal",
+        config=TINY_GEMMA3,
+        tokenizer=gemma_like_tokenizer(),
+        packing=PACKING,
+        generation={"num_beams": 1, "max_new_tokens": 12, "show_progress": False, **generation},
+        finetuning={"mode": mode, "lora_r": 8, "lora_alpha": 16},
+    )
 
 
 def examples() -> list[FuserExample]:
     w = ANSWER_WORDS
-    return [FuserExample(f"name {w[k]}", "", [f"{w[k]} {w[k + 1]}", f"{w[k + 2]}", "two three"], f"{w[k + 1]} {w[k]} the")
-            for k in range(8)]  # fmt: skip
+    return [
+        FuserExample(
+            f"name {w[k]}", "", [f"{w[k]} {w[k + 1]}", f"{w[k + 2]}", "two three"], f"{w[k + 1]} {w[k]} the"
+        )
+        for k in range(8)
+    ]
 
 
 def test_the_prompt_starts_with_bos_ends_with_the_closing_instruction_and_labels_cover_the_answer():
@@ -136,8 +161,9 @@ def overfit(fuser: GenFuser, steps: int, lr: float) -> list[float]:
 
 def answers(fuser: GenFuser, settings: GenerationSettings | None = None) -> list[str]:
     data = examples()
-    return fuser.generate([e.instruction for e in data], [e.input for e in data], [e.candidates for e in data],
-                          settings)  # fmt: skip
+    return fuser.generate(
+        [e.instruction for e in data], [e.input for e in data], [e.candidates for e in data], settings
+    )
 
 
 def test_a_tiny_gemma_overfits_eight_examples_and_stops_at_its_end_token(tmp_path):
@@ -158,9 +184,13 @@ def test_a_lora_fuser_is_saved_as_adapters_over_its_base_and_loads_merged(tmp_pa
     base.tokenizer.save_pretrained(tmp_path / "base")
     (tmp_path / "base" / "GEMMA_TERMS.html").write_text("terms")
     torch.manual_seed(0)
-    fuser = build_fuser("causal", name_or_path=str(tmp_path / "base"), packing=PACKING,
-                        generation={"num_beams": 1, "max_new_tokens": 12, "show_progress": False},
-                        finetuning={"mode": "lora", "lora_r": 8, "lora_alpha": 16})  # fmt: skip
+    fuser = build_fuser(
+        "causal",
+        name_or_path=str(tmp_path / "base"),
+        packing=PACKING,
+        generation={"num_beams": 1, "max_new_tokens": 12, "show_progress": False},
+        finetuning={"mode": "lora", "lora_r": 8, "lora_alpha": 16},
+    )
     overfit(fuser, steps=120, lr=2e-2)
     trained = answers(fuser)
     fuser.save(tmp_path / "fuser")

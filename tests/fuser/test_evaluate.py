@@ -55,8 +55,15 @@ def test_fused_row_in_table2_with_metrics_and_gpt_rank():
         "PairRanker (K=3) + GenFuser", ["one two", "one two three", "one"], gpt_ranks=[1, 2, 5]
     )
     attached = fused.attach(recs, {"bleu": LengthMetric()})
-    table = table2(attached, "gpt4_pref", table2_methods(attached, "gpt4_pref", ["bleu"]), ["bleu"], [], n_boot=50,
-                   extra_outputs={fused.row_name: "fused"})  # fmt: skip
+    table = table2(
+        attached,
+        "gpt4_pref",
+        table2_methods(attached, "gpt4_pref", ["bleu"]),
+        ["bleu"],
+        [],
+        n_boot=50,
+        extra_outputs={fused.row_name: "fused"},
+    )
     row = table["rows"][-1]
     assert row["method"] == fused.row_name and row["category"] == "LLM-Blender"
     assert row["bleu"] == 2.0

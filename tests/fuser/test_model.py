@@ -14,14 +14,38 @@ from blender.training.loop import TrainSettings
 from tests.fuser.conftest import ANSWER_WORDS, make_fuser_tokenizer
 
 TINY = {
-    "seq2seq": {"model_type": "t5", "d_model": 32, "d_kv": 16, "d_ff": 64, "num_layers": 2, "num_decoder_layers": 2,
-                "num_heads": 2, "dropout_rate": 0.0, "decoder_start_token_id": 0},
-    "bert2bert": {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                  "intermediate_size": 64, "max_position_embeddings": 128, "hidden_dropout_prob": 0.0,
-                  "attention_probs_dropout_prob": 0.0},
-    "causal": {"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 256, "resid_pdrop": 0.0,
-               "embd_pdrop": 0.0, "attn_pdrop": 0.0},
-}  # fmt: skip
+    "seq2seq": {
+        "model_type": "t5",
+        "d_model": 32,
+        "d_kv": 16,
+        "d_ff": 64,
+        "num_layers": 2,
+        "num_decoder_layers": 2,
+        "num_heads": 2,
+        "dropout_rate": 0.0,
+        "decoder_start_token_id": 0,
+    },
+    "bert2bert": {
+        "model_type": "bert",
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 128,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    },
+    "causal": {
+        "model_type": "gpt2",
+        "n_embd": 32,
+        "n_layer": 2,
+        "n_head": 2,
+        "n_positions": 256,
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "attn_pdrop": 0.0,
+    },
+}
 STEPS = 200
 PACKING = {"candidate_max_length": 4, "max_source_length": 64, "max_target_length": 6}
 
@@ -29,15 +53,24 @@ PACKING = {"candidate_max_length": 4, "max_source_length": 64, "max_target_lengt
 def tiny_fuser(kind: str, seed: int = 0) -> GenFuser:
     torch.manual_seed(seed)
     tokenizer = make_fuser_tokenizer(wrap=kind == "bert2bert")
-    return build_fuser(kind, config=TINY[kind], tokenizer=tokenizer, packing={**PACKING, "add_special_tokens": kind == "bert2bert"},
-                       generation={"num_beams": 1, "max_new_tokens": 8, "show_progress": False})  # fmt: skip
+    return build_fuser(
+        kind,
+        config=TINY[kind],
+        tokenizer=tokenizer,
+        packing={**PACKING, "add_special_tokens": kind == "bert2bert"},
+        generation={"num_beams": 1, "max_new_tokens": 8, "show_progress": False},
+    )
 
 
 def examples() -> list[FuserExample]:
     """8 instructions; the target depends on the instruction and the candidates' words."""
     w = ANSWER_WORDS
-    return [FuserExample(f"name {w[k]}", "", [f"{w[k]} {w[k + 1]}", f"{w[k + 2]}", "two three"], f"{w[k + 1]} {w[k]} the")
-            for k in range(8)]  # fmt: skip
+    return [
+        FuserExample(
+            f"name {w[k]}", "", [f"{w[k]} {w[k + 1]}", f"{w[k + 2]}", "two three"], f"{w[k + 1]} {w[k]} the"
+        )
+        for k in range(8)
+    ]
 
 
 @pytest.mark.parametrize("kind", ["seq2seq", "bert2bert", "causal"])
@@ -68,8 +101,17 @@ def test_tiny_fuser_overfits_eight_examples(kind, tmp_path):
 
 def test_fit_keeps_the_lowest_val_loss_and_resumes(tmp_path):
     data = examples()
-    settings = TrainSettings(epochs=2, batch_size=4, lr=1e-2, warmup_ratio=0.0, mixed_precision="no",
-                             best_metric="val/loss", best_mode="min", save_every_steps=1, show_progress=False)  # fmt: skip
+    settings = TrainSettings(
+        epochs=2,
+        batch_size=4,
+        lr=1e-2,
+        warmup_ratio=0.0,
+        mixed_precision="no",
+        best_metric="val/loss",
+        best_mode="min",
+        save_every_steps=1,
+        show_progress=False,
+    )
     first = train_fuser(tiny_fuser("bert2bert"), data, data, replace(settings, epochs=1), tmp_path)
     assert first["global_step"] == 2 and (tmp_path / "best" / "fuser_config.json").is_file()
     # A new process (fresh weights) picks up from checkpoints/last, as after a kill, and runs the second epoch.

@@ -28,10 +28,32 @@ def test_source_as_the_original(fuser_tokenizer):
     assert closing == "[SEP]Summarize candidates into a better one for the given instruction:"
     ids = pack_source(fuser_tokenizer, "name a prime", "", ["two", "b c d e"], settings)
     assert words(fuser_tokenizer, ids) == [
-        "[CLS]", "Instruction", ":", "name", "a", "prime", "[SEP]", "Input", ":", "[SEP]",
-        "Candidate", "1", ":", "two", "[SEP]", "Candidate", "2", ":", "b", "c", "d", "...",
-        "[SEP]", *CLOSING, "[SEP]",
-    ]  # fmt: skip
+        "[CLS]",
+        "Instruction",
+        ":",
+        "name",
+        "a",
+        "prime",
+        "[SEP]",
+        "Input",
+        ":",
+        "[SEP]",
+        "Candidate",
+        "1",
+        ":",
+        "two",
+        "[SEP]",
+        "Candidate",
+        "2",
+        ":",
+        "b",
+        "c",
+        "d",
+        "...",
+        "[SEP]",
+        *CLOSING,
+        "[SEP]",
+    ]
 
 
 def test_t5_style_markers_and_no_special_tokens():
@@ -39,10 +61,30 @@ def test_t5_style_markers_and_no_special_tokens():
     settings = PackingSettings(candidate_max_length=8, max_source_length=100, separator="[SEP]")
     ids = pack_source(tokenizer, "name", "it", ["two", "three"], settings)
     assert words(tokenizer, ids) == [
-        "Instruction", ":", "name", "[SEP]", "Input", ":", "it", "[SEP]",
-        "Candidate", "1", ":", "<extra_id_1>", ":", "two", "[SEP]", "Candidate", "2", ":", "<extra_id_2>", ":", "three",
-        "[SEP]", *CLOSING,
-    ]  # fmt: skip
+        "Instruction",
+        ":",
+        "name",
+        "[SEP]",
+        "Input",
+        ":",
+        "it",
+        "[SEP]",
+        "Candidate",
+        "1",
+        ":",
+        "<extra_id_1>",
+        ":",
+        "two",
+        "[SEP]",
+        "Candidate",
+        "2",
+        ":",
+        "<extra_id_2>",
+        ":",
+        "three",
+        "[SEP]",
+        *CLOSING,
+    ]
 
 
 def test_whole_cut_to_the_source_budget_keeps_the_closing_instruction(fuser_tokenizer):
@@ -53,9 +95,21 @@ def test_whole_cut_to_the_source_budget_keeps_the_closing_instruction(fuser_toke
     assert len(ids) == 24
     # 24 = [CLS] + 10 body tokens + [SEP] + 11 closing tokens + [SEP]: the body's end is cut, the closing kept.
     assert words(fuser_tokenizer, ids) == [
-        "[CLS]", "Instruction", ":", "name", "a", "prime", "[SEP]", "Input", ":", "[SEP]", "Candidate",
-        "[SEP]", *CLOSING, "[SEP]",
-    ]  # fmt: skip
+        "[CLS]",
+        "Instruction",
+        ":",
+        "name",
+        "a",
+        "prime",
+        "[SEP]",
+        "Input",
+        ":",
+        "[SEP]",
+        "Candidate",
+        "[SEP]",
+        *CLOSING,
+        "[SEP]",
+    ]
 
 
 def test_budget_too_small_is_an_error(fuser_tokenizer):
@@ -72,6 +126,9 @@ def test_budget_too_small_is_an_error(fuser_tokenizer):
 def test_target_cut_then_ended(fuser_tokenizer):
     settings = PackingSettings(max_target_length=4)
     assert words(fuser_tokenizer, pack_target(fuser_tokenizer, "two three five seven", settings)) == [
-        "two", "three", "five", "[SEP]"
-    ]  # fmt: skip
+        "two",
+        "three",
+        "five",
+        "[SEP]",
+    ]
     assert words(fuser_tokenizer, pack_target(fuser_tokenizer, "two", settings)) == ["two", "[SEP]"]

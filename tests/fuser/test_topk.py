@@ -61,8 +61,12 @@ def test_saved_eval_matrices_are_reused(tiny_ranker, tmp_path):
     recs = records(2)
     matrices = [np.zeros((4, 4)), np.zeros((4, 4))]
     matrices[0][2, :] = 1.0  # candidate 2 beats everyone in record 0
-    write_pair_logits(checkpoint.parent / "eval" / "pair_logits_d_val.npz", [r.id for r in recs],
-                      [r.models for r in recs], matrices)  # fmt: skip
+    write_pair_logits(
+        checkpoint.parent / "eval" / "pair_logits_d_val.npz",
+        [r.id for r in recs],
+        [r.models for r in recs],
+        matrices,
+    )
     settings = TopKSettings(ranker_checkpoint=str(checkpoint), cache_dir=str(tmp_path / "cache"))
     rankings, source = ranker_rankings(recs, "val", "d", settings)
     assert source["source"].endswith("pair_logits_d_val.npz")
@@ -106,8 +110,11 @@ def test_one_order_computes_half_the_passes_and_saved_full_matrices_serve_it(
     both = TopKSettings(ranker_checkpoint=str(checkpoint), cache_dir=str(tmp_path / "cache"))
     passes = []
     score = predict.score_pairs
-    monkeypatch.setattr(predict, "score_pairs", lambda r, e, triples, *a, **k: passes.append(len(triples))
-                        or score(r, e, triples, *a, **k))  # fmt: skip
+    monkeypatch.setattr(
+        predict,
+        "score_pairs",
+        lambda r, e, triples, *a, **k: passes.append(len(triples)) or score(r, e, triples, *a, **k),
+    )
     _, source = ranker_rankings(recs, "train", "d", one, QUIET)
     assert passes == [2 * 6] and source["pair_orders"] == ["one"]  # 4 candidates: 6 of the 12 ordered pairs
     ranker_rankings(recs, "train", "d", one, QUIET)
@@ -121,8 +128,9 @@ def test_one_order_computes_half_the_passes_and_saved_full_matrices_serve_it(
     matrix = np.zeros((4, 4))
     matrix[0, 3] = 5.0  # candidate 0 wins big in an order the balanced half does not run ((3, 0) is)
     matrix[1, 2] = 1.0
-    write_pair_logits(checkpoint.parent / "eval" / "pair_logits_d_val.npz", [recs[0].id], [recs[0].models],
-                      [matrix])  # fmt: skip
+    write_pair_logits(
+        checkpoint.parent / "eval" / "pair_logits_d_val.npz", [recs[0].id], [recs[0].models], [matrix]
+    )
     (ranking,), source = ranker_rankings(recs[:1], "val", "d", one)
     assert ranking[0] == 0 and source["pair_orders"] == ["both"] and len(passes) == 2
     with pytest.raises(ValueError, match="pair orders"):

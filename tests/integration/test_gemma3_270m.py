@@ -43,9 +43,13 @@ def test_default_fuser_zero_shot_then_one_lora_step_saved_with_the_terms(tmp_pat
     config = yaml.safe_load((CONF / "fuser" / "gemma3_270m.yaml").read_text())
     assert config["name_or_path"] == "gemma3-270m" and config["finetuning"]["mode"] == "lora"
     torch.manual_seed(0)
-    fuser = build_fuser("causal", name_or_path="gemma3-270m", packing=config["packing"],
-                        generation={**config["generation"], "max_new_tokens": 6, "show_progress": False},
-                        finetuning=config["finetuning"])  # fmt: skip
+    fuser = build_fuser(
+        "causal",
+        name_or_path="gemma3-270m",
+        packing=config["packing"],
+        generation={**config["generation"], "max_new_tokens": 6, "show_progress": False},
+        finetuning=config["finetuning"],
+    )
     assert fuser.tokenizer.chat_template is None  # a base model: the prompt is ours
     encoded = encode_examples(fuser, EXAMPLES)
     assert encoded[0]["input_ids"][0] == fuser.tokenizer.bos_token_id

@@ -17,12 +17,27 @@ LABELS = {"summareranker": "SummaReranker", "simcls": "SimCLS", "mlm_scoring": "
 def run(ranker: str, out, *extra):
     if not DATA.is_dir():
         pytest.fail(f"{DATA} is missing: the integration tests need ../shared beside the repo")
-    cfg = compose_config("train_ranker", [
-        "data=alpaca_blend", f"data.path={DATA}", "data.limit_train=16", "data.limit_val=3", f"output_dir={out}",
-        f"ranker={ranker}", "ranker.source_max_length=48", "ranker.candidate_max_length=48", "trainer.epochs=1",
-        "trainer.batch_size=4", "trainer.show_progress=false", "trainer.mixed_precision=no",
-        "inference.show_progress=false", "inference.mixed_precision=no", "eval.bootstrap_samples=100", *extra,
-    ])  # fmt: skip
+    cfg = compose_config(
+        "train_ranker",
+        [
+            "data=alpaca_blend",
+            f"data.path={DATA}",
+            "data.limit_train=16",
+            "data.limit_val=3",
+            f"output_dir={out}",
+            f"ranker={ranker}",
+            "ranker.source_max_length=48",
+            "ranker.candidate_max_length=48",
+            "trainer.epochs=1",
+            "trainer.batch_size=4",
+            "trainer.show_progress=false",
+            "trainer.mixed_precision=no",
+            "inference.show_progress=false",
+            "inference.mixed_precision=no",
+            "eval.bootstrap_samples=100",
+            *extra,
+        ],
+    )
     return train_ranker.run(cfg)
 
 

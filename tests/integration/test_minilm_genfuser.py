@@ -15,17 +15,28 @@ def test_rank_and_fuse_on_minilm(tmp_path):
     backbone, tokenizer = build_backbone("minilm")
     ranker = PairRanker(backbone, tokenizer, task_names=["q"], source_max_length=32, candidate_max_length=32)
     ranker.save(tmp_path / "ranker")
-    fuser = build_fuser("bert2bert", name_or_path="minilm",
-                        packing={"candidate_max_length": 16, "max_source_length": 96, "max_target_length": 16,
-                                 "add_special_tokens": True})  # fmt: skip
+    fuser = build_fuser(
+        "bert2bert",
+        name_or_path="minilm",
+        packing={
+            "candidate_max_length": 16,
+            "max_source_length": 96,
+            "max_target_length": 16,
+            "add_special_tokens": True,
+        },
+    )
     # The decoder reads MiniLM's weights; its cross-attention is new.
     assert fuser.model.config.decoder.add_cross_attention and fuser.model.config.decoder_start_token_id == 101
     fuser.save(tmp_path / "fuser")
     assert isinstance(GenFuser.load(tmp_path / "fuser"), GenFuser)
 
-    blender = Blender.from_pretrained(tmp_path / "ranker", device="cpu", fuser_checkpoint=tmp_path / "fuser",
-                                      inference=InferenceSettings(show_progress=False),
-                                      generation=GenerationSettings(num_beams=2, max_new_tokens=6, show_progress=False))  # fmt: skip
+    blender = Blender.from_pretrained(
+        tmp_path / "ranker",
+        device="cpu",
+        fuser_checkpoint=tmp_path / "fuser",
+        inference=InferenceSettings(show_progress=False),
+        generation=GenerationSettings(num_beams=2, max_new_tokens=6, show_progress=False),
+    )
     instructions = ["Name a prime number.", "What colour is the sky?"]
     candidates = [
         ["7 is prime.", "4", "Nine.", "2"],

@@ -17,12 +17,26 @@ def trained(tmp_path_factory):
     if not DATA.is_dir():
         pytest.fail(f"{DATA} is missing: the integration tests need ../shared beside the repo")
     out = tmp_path_factory.mktemp("minilm_run")
-    cfg = compose_config("train_ranker", [
-        "data=alpaca_blend", f"data.path={DATA}", "data.limit_train=16", "data.limit_val=3", f"output_dir={out}",
-        "ranker.source_max_length=48", "ranker.candidate_max_length=48", "ranker.sampling.pairs_per_example=2",
-        "trainer.epochs=1", "trainer.batch_size=4", "trainer.show_progress=false", "trainer.mixed_precision=no",
-        "inference.show_progress=false", "inference.mixed_precision=no", "eval.bootstrap_samples=100",
-    ])  # fmt: skip
+    cfg = compose_config(
+        "train_ranker",
+        [
+            "data=alpaca_blend",
+            f"data.path={DATA}",
+            "data.limit_train=16",
+            "data.limit_val=3",
+            f"output_dir={out}",
+            "ranker.source_max_length=48",
+            "ranker.candidate_max_length=48",
+            "ranker.sampling.pairs_per_example=2",
+            "trainer.epochs=1",
+            "trainer.batch_size=4",
+            "trainer.show_progress=false",
+            "trainer.mixed_precision=no",
+            "inference.show_progress=false",
+            "inference.mixed_precision=no",
+            "eval.bootstrap_samples=100",
+        ],
+    )
     return out, train_ranker.run(cfg)
 
 

@@ -91,8 +91,11 @@ def test_extra_outputs_are_scored_too(tmp_path):
     scored = score_split(
         records, lexical(), tmp_path / "val.jsonl", extra_outputs=["fused"], show_progress=False
     )
-    assert scored[1].extra["fused_scores"] == {"bleu": pytest.approx(100.0), "rougeL": pytest.approx(1.0),
-                                              "words": 3.0}  # fmt: skip
+    assert scored[1].extra["fused_scores"] == {
+        "bleu": pytest.approx(100.0),
+        "rougeL": pytest.approx(1.0),
+        "words": 3.0,
+    }
     assert read_jsonl(tmp_path / "val.jsonl")[1].extra["fused_scores"]["words"] == 3.0
 
 
@@ -167,9 +170,17 @@ def test_check_scored_names_lost_and_repeated_records():
 
 
 def scoring_command(data_dir: Path, out_dir: Path, delay: float) -> list[str]:
-    return [f"data.path={data_dir}", f"output_dir={out_dir}", "metrics=offline", "~metrics.bertscore",
-            "+metrics.words._target_=tests.metrics.slow_metric.WordCount", f"+metrics.words.delay={delay}",
-            "batch_records=2", "report=false", "show_progress=false"]  # fmt: skip
+    return [
+        f"data.path={data_dir}",
+        f"output_dir={out_dir}",
+        "metrics=offline",
+        "~metrics.bertscore",
+        "+metrics.words._target_=tests.metrics.slow_metric.WordCount",
+        f"+metrics.words.delay={delay}",
+        "batch_records=2",
+        "report=false",
+        "show_progress=false",
+    ]
 
 
 def test_scoring_killed_with_sigkill_and_restarted_scores_every_record_once(tmp_path):
@@ -178,8 +189,11 @@ def test_scoring_killed_with_sigkill_and_restarted_scores_every_record_once(tmp_
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "blender.cli.score", *scoring_command(data_dir, out_dir, delay=0.4)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     journal = journal_path(out_dir / "val.jsonl")
     deadline = time.monotonic() + 60
     try:

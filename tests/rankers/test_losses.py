@@ -53,8 +53,13 @@ def test_simcls_sorts_by_the_signal_and_skips_near_ties():
 def test_simcls_reference_term():
     # Reference 0.45 with gold margin 0: candidates [0.5, 0.3] → mean(max(0, 0.05), 0) = 0.025, weight 2 → 0.05;
     # plus gap 1: max(0, 0.3 − 0.5 + 0.1) = 0.
-    loss = simcls_ranking_loss(torch.tensor([[0.5, 0.3]]), torch.tensor([[2.0, 1.0]]), margin=0.1,
-                               reference_scores=torch.tensor([0.45]), gold_weight=2.0)  # fmt: skip
+    loss = simcls_ranking_loss(
+        torch.tensor([[0.5, 0.3]]),
+        torch.tensor([[2.0, 1.0]]),
+        margin=0.1,
+        reference_scores=torch.tensor([0.45]),
+        gold_weight=2.0,
+    )
     assert torch.isclose(loss, torch.tensor(0.05), atol=1e-6)
 
 

@@ -28,9 +28,16 @@ def tokenizer_with_mask():
 
 def tiny_mlm(tokenizer, seed: int = 0) -> BertForMaskedLM:
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=128, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)  # fmt: skip
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     return BertForMaskedLM(config).eval()
 
 
@@ -67,8 +74,14 @@ def test_pll_equals_one_mask_at_a_time():
 
 def test_source_context_scores_only_the_candidate_tokens():
     tokenizer = tokenizer_with_mask()
-    scorer = MLMScorer(tiny_mlm(tokenizer), tokenizer, head="mlm", context="source", source_max_length=2,
-                       candidate_max_length=3)  # fmt: skip
+    scorer = MLMScorer(
+        tiny_mlm(tokenizer),
+        tokenizer,
+        head="mlm",
+        context="source",
+        source_max_length=2,
+        candidate_max_length=3,
+    )
     ids, types, positions = scorer.sequence("the answer is good", "one two three yes no")
     words = tokenizer.convert_ids_to_tokens(ids)
     assert words == ["[CLS]", "the", "answer", "[SEP]", "one", "two", "three", "[SEP]"]
@@ -104,8 +117,9 @@ def test_a_checkpoint_without_mlm_head_falls_back_to_tied_embeddings(tmp_path, c
     ids, types, _ = scorer.sequence("", "good bad")
     masked = torch.tensor([ids])
     masked[0, 1] = tokenizer.mask_token_id
-    got = scorer.masked_log_probs(masked, torch.ones_like(masked), torch.tensor([types]), torch.tensor([1]),
-                                  torch.tensor([ids[1]]))  # fmt: skip
+    got = scorer.masked_log_probs(
+        masked, torch.ones_like(masked), torch.tensor([types]), torch.tensor([1]), torch.tensor([ids[1]])
+    )
     hidden = scorer.model.base_model(input_ids=masked).last_hidden_state[0, 1]
     expected = torch.log_softmax(hidden @ scorer.model.get_input_embeddings().weight.T, -1)[ids[1]]
     torch.testing.assert_close(got[0], expected)
@@ -114,8 +128,9 @@ def test_a_checkpoint_without_mlm_head_falls_back_to_tied_embeddings(tmp_path, c
     scorer.save(tmp_path / "ckpt")
     again = load_ranker(tmp_path / "ckpt")
     assert isinstance(again, MLMScorer) and again.head == "tied"
-    np.testing.assert_allclose(again.score_records([record], QUIET)[0], scorer.score_records([record], QUIET)[0],
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        again.score_records([record], QUIET)[0], scorer.score_records([record], QUIET)[0], atol=1e-5
+    )
 
 
 def test_a_tokenizer_without_mask_token_is_refused():

@@ -25,8 +25,14 @@ def test_scores_come_from_the_marker_positions(tiny_ranker):
     assert s1.shape == s2.shape == (1, 1)
     hidden = tiny_ranker.backbone(**batch).last_hidden_state[0]
     ids = batch["input_ids"][0].tolist()
-    at = {t: hidden[ids.index(i)] for t, i in [("s", tiny_ranker.encoder.source_id),
-          ("c1", tiny_ranker.encoder.candidate1_id), ("c2", tiny_ranker.encoder.candidate2_id)]}  # fmt: skip
+    at = {
+        t: hidden[ids.index(i)]
+        for t, i in [
+            ("s", tiny_ranker.encoder.source_id),
+            ("c1", tiny_ranker.encoder.candidate1_id),
+            ("c2", tiny_ranker.encoder.candidate2_id),
+        ]
+    }
     torch.testing.assert_close(s1[0], tiny_ranker.head(torch.cat([at["s"], at["c1"]])))
     torch.testing.assert_close(s2[0], tiny_ranker.head(torch.cat([at["s"], at["c2"]])))
     logit = tiny_ranker.pair_logits(batch["input_ids"], batch["attention_mask"])
@@ -50,9 +56,11 @@ def test_scores_do_not_depend_on_batching_or_order(tiny_ranker):
     reference = score_pairs(
         tiny_ranker, encoded, triples, InferenceSettings(max_batch_size=1, show_progress=False)
     )
-    for settings in (InferenceSettings(max_batch_size=8, show_progress=False),
-                     InferenceSettings(max_batch_size=32, show_progress=False),
-                     InferenceSettings(max_tokens=64, show_progress=False)):  # fmt: skip
+    for settings in (
+        InferenceSettings(max_batch_size=8, show_progress=False),
+        InferenceSettings(max_batch_size=32, show_progress=False),
+        InferenceSettings(max_tokens=64, show_progress=False),
+    ):
         np.testing.assert_allclose(score_pairs(tiny_ranker, encoded, triples, settings), reference, atol=1e-5)
     shuffled = np.random.default_rng(0).permutation(len(triples))
     again = score_pairs(
@@ -74,8 +82,11 @@ def test_one_order_runs_half_the_passes_and_keeps_their_logits(tiny_ranker, monk
     both = full_matrices(tiny_ranker, records, settings)
     counted = []
     score = predict.score_pairs
-    monkeypatch.setattr(predict, "score_pairs", lambda r, e, triples, *a, **k: counted.append(len(triples))
-                        or score(r, e, triples, *a, **k))  # fmt: skip
+    monkeypatch.setattr(
+        predict,
+        "score_pairs",
+        lambda r, e, triples, *a, **k: counted.append(len(triples)) or score(r, e, triples, *a, **k),
+    )
     one = full_matrices(tiny_ranker, records, settings, orders="one")
     n = len(records[0].candidates)
     assert counted == [len(records) * n * (n - 1) // 2]
@@ -99,8 +110,11 @@ def test_save_and_load_round_trip(tiny_ranker, tmp_path):
     assert loaded.settings() == tiny_ranker.settings()
     records = [parse_record(make_raw_record(0), "t")]
     settings = InferenceSettings(show_progress=False)
-    np.testing.assert_allclose(full_matrices(loaded, records, settings)[0], full_matrices(tiny_ranker, records, settings)[0],
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        full_matrices(loaded, records, settings)[0],
+        full_matrices(tiny_ranker, records, settings)[0],
+        atol=1e-6,
+    )
 
 
 def test_load_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
@@ -135,8 +149,10 @@ def test_mean_pooling_averages_each_part_and_ignores_padding(tmp_path):
     batch = ranker.encoder.pad([ids, ids + ids[:3]])  # row 0 gets 3 padding tokens
     s1, s2 = ranker(batch["input_ids"][:1], batch["attention_mask"][:1])
     hidden = ranker.backbone(input_ids=torch.tensor([ids])).last_hidden_state[0]
-    starts = [ids.index(m) for m in (ranker.encoder.source_id, ranker.encoder.candidate1_id,
-                                     ranker.encoder.candidate2_id)] + [len(ids)]  # fmt: skip
+    starts = [
+        ids.index(m)
+        for m in (ranker.encoder.source_id, ranker.encoder.candidate1_id, ranker.encoder.candidate2_id)
+    ] + [len(ids)]
     source, first, second = (hidden[a:b].mean(0) for a, b in zip(starts[:-1], starts[1:], strict=True))
     torch.testing.assert_close(s1[0], ranker.head(torch.cat([source, first])))
     torch.testing.assert_close(s2[0], ranker.head(torch.cat([source, second])))

@@ -12,14 +12,25 @@ QUIET = InferenceSettings(show_progress=False)
 
 def summareranker(tasks=("q",)) -> SummaReranker:
     tokenizer = make_tiny_tokenizer()
-    return SummaReranker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=list(tasks), dropout=0.0,
-                         source_max_length=12, candidate_max_length=10).eval()  # fmt: skip
+    return SummaReranker(
+        make_tiny_encoder(len(tokenizer)),
+        tokenizer,
+        task_names=list(tasks),
+        dropout=0.0,
+        source_max_length=12,
+        candidate_max_length=10,
+    ).eval()
 
 
 def simcls(pooling="mean") -> SimCLS:
     tokenizer = make_tiny_tokenizer()
-    return SimCLS(make_tiny_encoder(len(tokenizer)), tokenizer, pooling=pooling, source_max_length=12,
-                  candidate_max_length=10).eval()  # fmt: skip
+    return SimCLS(
+        make_tiny_encoder(len(tokenizer)),
+        tokenizer,
+        pooling=pooling,
+        source_max_length=12,
+        candidate_max_length=10,
+    ).eval()
 
 
 def records(n: int = 3, n_candidates: int = 4):
@@ -80,8 +91,12 @@ def test_simcls_forward_matches_score_records():
     ranker, record = simcls(), parse_record(make_raw_record(0, 3), "t")
     source = ranker.pad(ranker.tokenize([record.source], 12))
     candidates = ranker.pad(ranker.tokenize([c.text for c in record.candidates], 10))
-    cosines = ranker(source["input_ids"], source["attention_mask"], candidates["input_ids"].unsqueeze(0),
-                     candidates["attention_mask"].unsqueeze(0))  # fmt: skip
+    cosines = ranker(
+        source["input_ids"],
+        source["attention_mask"],
+        candidates["input_ids"].unsqueeze(0),
+        candidates["attention_mask"].unsqueeze(0),
+    )
     np.testing.assert_allclose(
         cosines[0].detach().numpy(), ranker.score_records([record], QUIET)[0], atol=1e-5
     )

@@ -13,8 +13,14 @@ from tests.conftest import make_raw_record, make_tiny_encoder, make_tiny_tokeniz
 
 def fresh_ranker(seed: int = 0) -> PairRanker:
     tokenizer = make_tiny_tokenizer()
-    return PairRanker(make_tiny_encoder(len(tokenizer), seed=seed), tokenizer, task_names=["gpt4_pref"], dropout=0.1,
-                      source_max_length=12, candidate_max_length=10)  # fmt: skip
+    return PairRanker(
+        make_tiny_encoder(len(tokenizer), seed=seed),
+        tokenizer,
+        task_names=["gpt4_pref"],
+        dropout=0.1,
+        source_max_length=12,
+        candidate_max_length=10,
+    )
 
 
 def records(n: int, offset: int = 0):
@@ -22,16 +28,33 @@ def records(n: int, offset: int = 0):
 
 
 def settings(**overrides) -> TrainSettings:
-    base = dict(epochs=2, batch_size=4, lr=1e-3, mixed_precision="no", save_every_steps=2, log_every_steps=1,
-                show_progress=False, warmup_ratio=0.0)  # fmt: skip
+    base = dict(
+        epochs=2,
+        batch_size=4,
+        lr=1e-3,
+        mixed_precision="no",
+        save_every_steps=2,
+        log_every_steps=1,
+        show_progress=False,
+        warmup_ratio=0.0,
+    )
     return TrainSettings(**{**base, **overrides})
 
 
 def test_training_moves_every_parameter_and_keeps_the_best(tmp_path):
     ranker = fresh_ranker()
     before = {n: p.detach().clone() for n, p in ranker.named_parameters()}
-    summary = train_ranker(ranker, records(12), records(4, 100), ["gpt4_pref"], "gpt4_pref", "m3",
-                           PairSampling(pairs_per_example=4), settings(), tmp_path)  # fmt: skip
+    summary = train_ranker(
+        ranker,
+        records(12),
+        records(4, 100),
+        ["gpt4_pref"],
+        "gpt4_pref",
+        "m3",
+        PairSampling(pairs_per_example=4),
+        settings(),
+        tmp_path,
+    )
     assert np.isfinite(summary["train/loss"])
     unchanged = [n for n, p in ranker.named_parameters() if p.requires_grad and torch.equal(p, before[n])]
     assert unchanged == []
@@ -46,8 +69,17 @@ def test_training_moves_every_parameter_and_keeps_the_best(tmp_path):
 def test_learns_a_simple_preference(tmp_path):
     # Longer candidates are better in every record; a few epochs on pairs should order them.
     ranker = fresh_ranker()
-    summary = train_ranker(ranker, records(24), records(6, 100), ["gpt4_pref"], "gpt4_pref", "m3",
-                           PairSampling(pairs_per_example=6), settings(epochs=6), tmp_path)  # fmt: skip
+    summary = train_ranker(
+        ranker,
+        records(24),
+        records(6, 100),
+        ["gpt4_pref"],
+        "gpt4_pref",
+        "m3",
+        PairSampling(pairs_per_example=6),
+        settings(epochs=6),
+        tmp_path,
+    )
     assert summary["history"][-1]["val/top1_oracle"] == pytest.approx(0.8)
 
 
@@ -103,8 +135,17 @@ def test_the_configured_pair_weighting_reaches_the_sampler(tmp_path, monkeypatch
         return original(*args, **kwargs)
 
     monkeypatch.setattr(ranker_module, "sample_pairs", recording)
-    train_ranker(fresh_ranker(), records(6), [], ["gpt4_pref"], "gpt4_pref", "m3",
-                 PairSampling(pairs_per_example=2, weighting="top"), settings(epochs=1), tmp_path)  # fmt: skip
+    train_ranker(
+        fresh_ranker(),
+        records(6),
+        [],
+        ["gpt4_pref"],
+        "gpt4_pref",
+        "m3",
+        PairSampling(pairs_per_example=2, weighting="top"),
+        settings(epochs=1),
+        tmp_path,
+    )
     assert seen and set(seen) == {"top"}
 
 
@@ -127,8 +168,17 @@ def test_absolute_targets_reach_the_loss_and_train(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ranker_module, "absolute_target_loss", recording)
     train = records(6)
-    summary = train_ranker(fresh_ranker(), train, [], ["gpt4_pref"], "gpt4_pref", "m3",
-                           PairSampling(pairs_per_example=2, absolute_weight=0.5), settings(epochs=1), tmp_path)  # fmt: skip
+    summary = train_ranker(
+        fresh_ranker(),
+        train,
+        [],
+        ["gpt4_pref"],
+        "gpt4_pref",
+        "m3",
+        PairSampling(pairs_per_example=2, absolute_weight=0.5),
+        settings(epochs=1),
+        tmp_path,
+    )
     assert np.isfinite(summary["train/loss"]) and seen
     known = {round(c.scores["gpt4_pref"], 6) for r in train for c in r.candidates}
     assert {round(v, 6) for batch in seen for v in batch.flatten().tolist()} <= known
@@ -143,8 +193,17 @@ def test_absolute_targets_refuse_a_signal_that_is_not_a_probability(tmp_path):
     with pytest.raises(
         ValueError, match=r"absolute_weight needs signals in \[0, 1\]: record .* has gpt4_pref=3\.5"
     ):
-        train_ranker(fresh_ranker(), train, [], ["gpt4_pref"], "gpt4_pref", "m3",
-                     PairSampling(absolute_weight=1.0), settings(epochs=1), tmp_path)  # fmt: skip
+        train_ranker(
+            fresh_ranker(),
+            train,
+            [],
+            ["gpt4_pref"],
+            "gpt4_pref",
+            "m3",
+            PairSampling(absolute_weight=1.0),
+            settings(epochs=1),
+            tmp_path,
+        )
 
 
 def test_a_negative_absolute_weight_is_caught_with_the_config():

@@ -22,8 +22,16 @@ def records(n: int, offset: int = 0):
 
 
 def settings(**overrides) -> TrainSettings:
-    base = dict(epochs=2, batch_size=4, lr=1e-3, mixed_precision="no", save_every_steps=100, log_every_steps=1,
-                show_progress=False, warmup_ratio=0.0)  # fmt: skip
+    base = dict(
+        epochs=2,
+        batch_size=4,
+        lr=1e-3,
+        mixed_precision="no",
+        save_every_steps=100,
+        log_every_steps=1,
+        show_progress=False,
+        warmup_ratio=0.0,
+    )
     return TrainSettings(**{**base, **overrides})
 
 
@@ -52,31 +60,52 @@ def test_ordering_signal_for_one_and_several_tasks():
 
 def summareranker() -> SummaReranker:
     tokenizer = make_tiny_tokenizer()
-    return SummaReranker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["gpt4_pref", "other"],
-                         dropout=0.1, source_max_length=12, candidate_max_length=10)  # fmt: skip
+    return SummaReranker(
+        make_tiny_encoder(len(tokenizer)),
+        tokenizer,
+        task_names=["gpt4_pref", "other"],
+        dropout=0.1,
+        source_max_length=12,
+        candidate_max_length=10,
+    )
 
 
 def simcls() -> SimCLS:
     tokenizer = make_tiny_tokenizer()
-    return SimCLS(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["gpt4_pref"], source_max_length=12,
-                  candidate_max_length=10)  # fmt: skip
+    return SimCLS(
+        make_tiny_encoder(len(tokenizer)),
+        tokenizer,
+        task_names=["gpt4_pref"],
+        source_max_length=12,
+        candidate_max_length=10,
+    )
 
 
 @pytest.mark.parametrize(
     ("build", "signals", "sampling"),
-    [(summareranker, ["gpt4_pref", "other"], SummaRerankerSampling(min_delta={"gpt4_pref": 0.1, "default": 0.0})),
-     (simcls, ["gpt4_pref"], SimCLSSampling(margin=0.05))],
+    [
+        (
+            summareranker,
+            ["gpt4_pref", "other"],
+            SummaRerankerSampling(min_delta={"gpt4_pref": 0.1, "default": 0.0}),
+        ),
+        (simcls, ["gpt4_pref"], SimCLSSampling(margin=0.05)),
+    ],
     ids=["summareranker", "simcls"],
-)  # fmt: skip
+)
 def test_training_moves_the_used_parameters_and_keeps_the_best(build, signals, sampling, tmp_path):
     ranker = build()
     before = {n: p.detach().clone() for n, p in ranker.named_parameters()}
-    summary = train_pointwise(ranker, records(12), records(4, 100), signals, "gpt4_pref", "m3", sampling,
-                              settings(), tmp_path)  # fmt: skip
+    summary = train_pointwise(
+        ranker, records(12), records(4, 100), signals, "gpt4_pref", "m3", sampling, settings(), tmp_path
+    )
     assert np.isfinite(summary["train/loss"]) and len(summary["history"]) == 2
     # Embedding rows of tokens the data never holds get no gradient; everything else must move.
-    unchanged = [n for n, p in ranker.named_parameters()
-                 if p.requires_grad and torch.equal(p, before[n]) and "word_embeddings" not in n]  # fmt: skip
+    unchanged = [
+        n
+        for n, p in ranker.named_parameters()
+        if p.requires_grad and torch.equal(p, before[n]) and "word_embeddings" not in n
+    ]
     assert unchanged == []
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert any("val/top1_oracle" in row and "val/spearman_within" in row for row in logged)
@@ -86,14 +115,38 @@ def test_training_moves_the_used_parameters_and_keeps_the_best(build, signals, s
 def test_summareranker_learns_the_top_candidate(tmp_path):
     # The longest candidate is the best of every record; training on top/bottom finds it on val.
     tokenizer = make_tiny_tokenizer()
-    ranker = SummaReranker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["gpt4_pref"], dropout=0.0,
-                           source_max_length=12, candidate_max_length=10)  # fmt: skip
-    summary = train_pointwise(ranker, records(24), records(6, 100), ["gpt4_pref"], "gpt4_pref", "m3",
-                              SummaRerankerSampling(), settings(epochs=8), tmp_path)  # fmt: skip
+    ranker = SummaReranker(
+        make_tiny_encoder(len(tokenizer)),
+        tokenizer,
+        task_names=["gpt4_pref"],
+        dropout=0.0,
+        source_max_length=12,
+        candidate_max_length=10,
+    )
+    summary = train_pointwise(
+        ranker,
+        records(24),
+        records(6, 100),
+        ["gpt4_pref"],
+        "gpt4_pref",
+        "m3",
+        SummaRerankerSampling(),
+        settings(epochs=8),
+        tmp_path,
+    )
     assert summary["best_value"] == pytest.approx(0.8)
 
 
 def test_a_ranker_with_the_wrong_sampling_is_refused(tmp_path):
     with pytest.raises(TypeError, match="SummaRerankerSampling"):
-        train_pointwise(summareranker(), records(2), [], ["gpt4_pref"], "gpt4_pref", "m3", SimCLSSampling(),
-                        settings(), tmp_path)  # fmt: skip
+        train_pointwise(
+            summareranker(),
+            records(2),
+            [],
+            ["gpt4_pref"],
+            "gpt4_pref",
+            "m3",
+            SimCLSSampling(),
+            settings(),
+            tmp_path,
+        )
