@@ -9,10 +9,11 @@ TORCH ?= torch==2.13.0
 ACCEL ?= cpu
 RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 ARGS ?=
-CKPT ?= $(shell ls -td outputs/train_ranker/*/best 2>/dev/null | head -1)
-FUSER ?= $(shell ls -td outputs/train_fuser/*/best 2>/dev/null | head -1)
+# The newest folder that is a checkpoint (has its ranker_config.json), not merely the newest folder named best.
+CKPT ?= $(shell ls -td outputs/train_ranker/*/best/ranker_config.json 2>/dev/null | head -1 | xargs -r dirname)
+FUSER ?= $(shell ls -td outputs/train_fuser/*/best/fuser_config.json 2>/dev/null | head -1 | xargs -r dirname)
 
-.PHONY: help setup test lint train-ranker train-fuser eval demo bench data score
+.PHONY: help setup test test-quick lint train-ranker train-fuser eval demo bench data score
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -27,6 +28,9 @@ setup: ## Create .venv and install torch, blender and its extras (train, bleurt,
 
 test: ## Run the test suite: unit tests on tiny models, integration tests on MiniLM + ../shared data (offline, minutes)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
+
+test-quick: ## The suite without the tests marked slow (real models, killed subprocesses): a fast check while editing
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -m "not slow"
 
 lint: ## ruff: lint and format check
 	$(PYTHON) -m ruff check blender tests scripts
@@ -52,8 +56,8 @@ eval: ## Evaluate a ranker (CKPT=<run>/best, default the newest) with its fused 
 demo: ## The main job on the offline default: train PairRanker (MiniLM) on alpaca_blend_modern, evaluate on val, print the table
 	$(MAKE) --no-print-directory train-ranker RUN_ID=$(RUN_ID) ARGS="$(ARGS)"
 
-bench: ## Measure ranking speed (pairs/s) and batch invariance; writes bench/ranker_speed.{json,md}
-	HF_HUB_OFFLINE=1 $(PYTHON) scripts/bench_ranker.py $(ARGS)
+bench: ## Ranking speed against the original llm-blender in one run (fp32, bf16, int8) and agreement with fp32 on a trained ranker (CKPT, default the newest); writes bench/ranker_speed.{json,md}
+	HF_HUB_OFFLINE=1 $(PYTHON) scripts/bench_ranker.py $(if $(CKPT),--agreement-checkpoint $(CKPT)) $(ARGS)
 
 score: ## Score a split's candidates with reference metrics, resumably, and write Table 2/3 of the metrics (ARGS="data=alpaca_blend split=train metrics=paper")
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(PYTHON) -m blender.cli.score $(ARGS)

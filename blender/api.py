@@ -18,11 +18,8 @@ import numpy as np
 import torch
 
 from blender.aggregation import get_aggregation
-from blender.data.schema import Candidate, Record
 from blender.fuser.model import GenerationSettings, GenFuser
 from blender.metrics.gpt_rank import competition_ranks
-from blender.rankers.loading import Ranker, load_ranker
-from blender.rankers.pairranker import PairRanker
 from blender.rankers.predict import (
     InferenceSettings,
     bubble_scores_online,
@@ -30,6 +27,8 @@ from blender.rankers.predict import (
     full_matrices,
     score_pairs,
 )
+from blender.rankers.registry import Ranker, kind_of, load_ranker
+from blender.records.schema import Candidate, Record
 
 
 def _as_records(
@@ -112,7 +111,7 @@ class Blender:
             Per example, the rank of each candidate (1 = best, ties share the better rank).
         """
         records = _as_records(instructions, candidates, inputs)
-        if not isinstance(self.ranker, PairRanker):
+        if not kind_of(self.ranker).pairwise:
             scores = self.ranker.score_records(records, self.inference)
         elif aggregation == "bubble":
             scores = bubble_scores_online(self.ranker, records, self.inference, seed=seed)
@@ -128,7 +127,7 @@ class Blender:
             A logit margin; > 0 means `a` is judged better.
         """
         (record,) = _as_records([instruction], [[a, b]], [input])
-        if not isinstance(self.ranker, PairRanker):  # a pointwise ranker: the difference of its two scores
+        if not kind_of(self.ranker).pairwise:  # a pointwise ranker: the difference of its two scores
             score_a, score_b = self.ranker.score_records([record], self.inference)[0]
             return float(score_a - score_b)
         encoded = encode_records(self.ranker, [record])

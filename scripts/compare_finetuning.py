@@ -32,10 +32,10 @@ import numpy as np
 import torch
 import yaml
 
-from blender.data.loading import load_candidates
 from blender.fuser.model import build_fuser
 from blender.fuser.topk import random_rankings
 from blender.fuser.training import FuserBatches, encode_examples, fuser_examples, loss_for, validation_loss
+from blender.records import load_candidates
 from blender.training.loop import TrainSettings, build_optimizer
 
 log = logging.getLogger("compare_finetuning")

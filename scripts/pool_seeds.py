@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from blender.data.loading import find_split_file, read_jsonl
 from blender.evaluation.compare import experiment_methods
 from blender.evaluation.ranking import bootstrap_indices, interval, longest_scores, oracle_scores
+from blender.records.loading import find_split_file, read_jsonl
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_blend_modern"
 

@@ -19,9 +19,9 @@ import torch
 from sklearn.linear_model import Ridge
 from tqdm import tqdm
 
-from blender.data.loading import find_split_file, read_jsonl
 from blender.evaluation.ranking import bootstrap_indices, interval, longest_scores, oracle_scores
 from blender.rankers.backbone import build_backbone
+from blender.records.loading import find_split_file, read_jsonl
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_blend_modern"
 

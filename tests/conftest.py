@@ -14,6 +14,8 @@ from tokenizers.pre_tokenizers import Whitespace
 from tokenizers.processors import TemplateProcessing
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
+import blender.cli.resolvers  # noqa: F401  (registers the config resolvers the configs use)
+
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 SHARED = REPO.parent / "shared"
@@ -31,6 +33,10 @@ def make_tiny_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(
         tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
     )
+
+
+# Budgets that fit the tiny encoder's 384 positions (PairRanker's defaults, 64 + 2 × 224, need 512).
+TINY_BUDGETS = {"source_max_length": 12, "candidate_max_length": 10}
 
 
 def make_tiny_encoder(vocab_size: int, seed: int = 0) -> BertModel:
@@ -67,6 +73,7 @@ def tiny_ranker():
         dropout=0.0,
         source_max_length=12,
         candidate_max_length=10,
+        pooling="marker",
     )
     return ranker.eval()
 

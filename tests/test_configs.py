@@ -5,13 +5,15 @@ from pathlib import Path
 import pytest
 import yaml
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from blender.cli.common import to_dict
+from blender.cli.train_ranker import ranker_job
 from blender.fuser import FinetuneSettings, GenerationSettings, GenFuser, PackingSettings, TopKSettings
 from blender.fuser.model import KINDS
-from blender.rankers import PairRanker, build_backbone
+from blender.rankers import PairRanker, build_ranker
+from blender.rankers.pairranker import PairSampling
 from blender.training.loop import LoggerSettings, TrainSettings
-from blender.training.ranker import PairSampling
 from tests.conftest import CONF, compose_config
 
 DATA = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))
@@ -23,9 +25,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 def test_train_ranker_composes(data, backbone, tmp_path):
     cfg = compose_config("train_ranker", [f"data={data}", f"backbone={backbone}", f"output_dir={tmp_path}"])
     assert cfg.data.name == data and list(cfg.data.signals)
-    trainer = to_dict(cfg.trainer)
-    trainer.pop("val_mode")
-    TrainSettings(**trainer)
+    TrainSettings(**to_dict(cfg.trainer))
     PairSampling(**to_dict(cfg.ranker)["sampling"])
     LoggerSettings(**to_dict(cfg.logger))
 
@@ -36,10 +36,26 @@ def entry_point_of(experiment: str) -> str:
     return "train_fuser" if ("train-fuser" in command or "train_fuser" in command) else "train_ranker"
 
 
+def leaves(values: dict, prefix: str = "") -> dict[str, object]:
+    """A nested dict as {"a.b.c": value}."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(leaves(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiments_compose_and_start_with_their_command(experiment, tmp_path):
     cfg = compose_config(entry_point_of(experiment), [f"experiment={experiment}", f"output_dir={tmp_path}"])
-    assert cfg.trainer.epochs >= 1
+    # Every value the experiment sets itself is what the composed config holds (none lost to a defaults order).
+    own = yaml.safe_load((CONF / "experiment" / f"{experiment}.yaml").read_text()) or {}
+    own.pop("defaults", None)
+    composed = OmegaConf.to_container(cfg, resolve=False)
+    for key, value in leaves(own).items():
+        assert OmegaConf.select(OmegaConf.create(composed), key) == value, key
     lines = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()
     assert lines[0] == "# @package _global_"
     assert lines[1].startswith(("# python -m blender.", "# make "))
@@ -47,13 +63,8 @@ def test_experiments_compose_and_start_with_their_command(experiment, tmp_path):
 
 def test_smoke_experiment_builds_a_ranker(tmp_path):
     cfg = compose_config("train_ranker", ["experiment=smoke", f"output_dir={tmp_path}"])
-    backbone, tokenizer = build_backbone(**to_dict(cfg.backbone))
-    ranker_cfg = to_dict(cfg.ranker)
-    ranker_cfg.pop("sampling")
-    ranker_cfg.pop("name")
-    ranker = instantiate(
-        ranker_cfg, backbone=backbone, tokenizer=tokenizer, task_names=list(cfg.data.signals)
-    )
+    job = ranker_job(cfg)
+    ranker = build_ranker(job.ranker.kind, job.ranker.model, job.backbone, job.data.signals)
     assert isinstance(ranker, PairRanker) and ranker.encoder.source_max_length == 32
 
 

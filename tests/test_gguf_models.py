@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from blender import gguf_models
-from blender.data.tiny_models import build_tiny_model
 from blender.gguf_models import PROVENANCE_FILE, GGUFPackage, PackagedModelError, materialize
+from blender.mixinstruct.tiny_models import build_tiny_model
 from blender.packaged_models import resolve_name_or_path
 
 SPEC = GGUFPackage(

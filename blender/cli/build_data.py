@@ -16,10 +16,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from blender.cli.common import user_errors
-from blender.data.build import build_settings_from_dict
-from blender.data.pipeline import run_build
 from blender.metrics.judge import JudgeError
 from blender.metrics.scoring import ScoringError
+from blender.mixinstruct.build import build_settings_from_dict
+from blender.mixinstruct.pipeline import run_build
 
 log = logging.getLogger(__name__)
 

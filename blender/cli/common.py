@@ -1,4 +1,5 @@
-"""Config → plain values, shared by the entry points. Nothing here trains or scores."""
+"""Config → plain values, shared by the entry points: where a `DictConfig` becomes settings objects, and where a
+user-fixable error becomes one line on stderr and exit status 2."""
 
 from __future__ import annotations
 
@@ -6,22 +7,40 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from blender.data.loading import DataPathError, load_candidates
-from blender.data.schema import Record, RecordError
-from blender.evaluation.paper_tables import named_models_for
-from blender.evaluation.ranking import best_model_on
+import blender.cli.resolvers  # noqa: F401  (the resolvers the entry points' configs use)
+from blender.evaluation.reporting import EvalSettings, FuseSettings, ReportSettings, TableSettings
 from blender.metrics.base import MetricLoadError
 from blender.rankers.backbone import BackboneLoadError
+from blender.rankers.checkpoint import CheckpointError
 from blender.rankers.predict import InferenceSettings
+from blender.rankers.saved_scores import SavedScoresError
+from blender.records import DataPathError, DataSettings, RecordError
+from blender.settings import SettingsError
+from blender.training.checkpoints import RunFolderError
+from blender.training.loop import NothingToTrainError
 
 log = logging.getLogger(__name__)
 
 # Bad input a user can fix: reported as one line naming what and where, not as a traceback.
-USER_ERRORS = (RecordError, DataPathError, BackboneLoadError, MetricLoadError, FileNotFoundError)
+USER_ERRORS = (
+    RecordError,
+    DataPathError,
+    BackboneLoadError,
+    MetricLoadError,
+    CheckpointError,
+    FileNotFoundError,
+    SettingsError,
+    RunFolderError,
+    NothingToTrainError,
+    SavedScoresError,
+)
+
+Settings = TypeVar("Settings")
 
 
 @contextlib.contextmanager
@@ -35,49 +54,32 @@ def user_errors() -> Iterator[None]:
 
 
 def to_dict(cfg: DictConfig | dict | None) -> dict[str, Any]:
+    """A config node as a plain, resolved dict ({} for None)."""
     if cfg is None:
         return {}
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
 
 
-def load_split(data: DictConfig, split: str, limit: int | None = None) -> list[Record]:
-    (records,) = load_candidates(data.path, splits=(split,), limit=limit, hub_id=data.hub_id)
-    return records
+def settings(cls: type[Settings], cfg: DictConfig | dict | None) -> Settings:
+    """A settings dataclass from a config node of the same fields."""
+    return cls(**to_dict(cfg))
 
 
-def pick_best_model(train: list[Record], data: DictConfig) -> str:
-    """The best single model on train by the evaluation oracle, or by val_oracle where train lacks it
-    (MixInstruct's ChatGPT labels exist on test only)."""
-    try:
-        return best_model_on(train, data.oracle)
-    except RecordError:
-        log.info("train has no %s; choosing the best single model by %s", data.oracle, data.val_oracle)
-        return best_model_on(train, data.val_oracle)
+def data_settings(cfg: DictConfig) -> DataSettings:
+    return settings(DataSettings, cfg.data)
 
 
-def inference_settings(cfg: DictConfig) -> InferenceSettings:
-    return InferenceSettings(**to_dict(cfg))
+def report_settings(cfg: DictConfig) -> ReportSettings:
+    """The `eval`, `tables` and `inference` blocks, and the metric set and judge where the config has them."""
+    judge = instantiate(cfg.judge) if cfg.get("judge") is not None else None
+    return ReportSettings(
+        evaluation=settings(EvalSettings, cfg.eval),
+        tables=settings(TableSettings, cfg.tables),
+        inference=settings(InferenceSettings, cfg.inference),
+        metric_set=to_dict(cfg.metrics) if cfg.get("metrics") is not None else None,
+        judge=judge,
+    )
 
 
-def choose_named_models(
-    data: DictConfig, explicit: list[str] | None, fallback: list[Record], train: list[Record] | None = None
-) -> list[str]:
-    """The models of Table 2's "≥ model %" columns: `explicit` when given; else the paper's Vicuna and Open
-    Assistant on MixInstruct, or the two best single models on train (by the oracle, else by val_oracle);
-    on `fallback` (the evaluated split itself) when train cannot be read. Pass `train` when already loaded."""
-    if explicit:
-        return list(explicit)
-    if data.name == "mixinstruct":  # the paper's named models need no train split
-        return named_models_for(fallback, data.oracle, data.name)
-    if train is None:
-        try:
-            train = load_split(data, data.train_split, data.limit_train)
-        except (OSError, RecordError) as error:
-            log.warning("named models chosen on the evaluated split: train is not readable (%s)", error)
-            return named_models_for(fallback, data.oracle, data.name)
-    for oracle in dict.fromkeys([data.oracle, data.val_oracle]):
-        try:
-            return named_models_for(train, oracle, data.name)
-        except RecordError:
-            continue
-    return named_models_for(fallback, data.oracle, data.name)
+def fuse_settings(cfg: DictConfig) -> FuseSettings:
+    return settings(FuseSettings, cfg.get("fuse"))

@@ -1,7 +1,8 @@
-"""Evaluation: the ranking table (baselines, oracle, rankers), the paper's Table 2 / Table 3, bootstrap
-intervals and reports."""
+"""Evaluation: the rows of a ranking table (`methods`), the table with its bootstrap intervals (`ranking`), the
+paper's Table 2 / Table 3 (`paper_tables`, rendered and plotted by `paper_report`), the comparison of
+experiments (`compare`), and the reports `make eval` writes for a checkpoint (`reporting`)."""
 
-from blender.evaluation.evaluate import (
+from blender.evaluation.methods import (
     baseline_methods,
     evaluate_ranker,
     evaluate_ranker_with_methods,

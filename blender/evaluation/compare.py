@@ -15,18 +15,18 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from blender.aggregation import get_aggregation
-from blender.data.schema import Record
 from blender.evaluation.paper_report import report_paper_tables
 from blender.evaluation.paper_tables import METRIC_TITLES, available_metrics, named_models_for
 from blender.evaluation.ranking import Method, longest_scores, oracle_scores, ranking_table
 from blender.files import write_json_atomic, write_text_atomic
+from blender.rankers.registry import get_kind
+from blender.rankers.saved_scores import load_candidate_scores, load_pair_logits
+from blender.records import Record, find_split_file, load_candidates, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,13 @@ class ExperimentRow:
     label: str
 
 
-def _ranking_rows(eval_dir: Path, stem: str) -> tuple[dict[str, dict], str]:
+def _ranking_rows(eval_dir: Path, stem: str) -> tuple[dict[str, dict], str, bool | None]:
+    """(rows by method, the best single model, whether the ranker is pairwise: None in tables saved before the
+    table named its ranker kind)."""
     path = eval_dir / f"ranking_{stem}.json"
     table = json.loads(path.read_text())
-    return {r["method"]: r for r in table["rows"]}, table["best_model"]
+    pairwise = get_kind(table["ranker"]).pairwise if "ranker" in table else None
+    return {r["method"]: r for r in table["rows"]}, table["best_model"], pairwise
 
 
 def _check_ids(path: Path, ids: Sequence[str], records: Sequence[Record]) -> None:
@@ -73,11 +76,17 @@ def experiment_methods(
     Returns:
         (rows, the best single model the experiment chose on train).
     """
-    measured, best_model = _ranking_rows(eval_dir, stem)
+    measured, best_model, pairwise = _ranking_rows(eval_dir, stem)
     logits_file, scores_file = eval_dir / f"pair_logits_{stem}.npz", eval_dir / f"candidate_scores_{stem}.npz"
-    if logits_file.is_file():
-        saved = np.load(logits_file, allow_pickle=True)
-        _check_ids(logits_file, saved["ids"].tolist(), records)
+    if pairwise is None:  # a table from before the kind was saved: the file it left says which
+        pairwise = logits_file.is_file()
+    if pairwise:
+        if not logits_file.is_file():
+            raise FileNotFoundError(
+                f"{eval_dir}: no {logits_file.name} (the pairwise ranker's saved matrices)"
+            )
+        saved = load_pair_logits(logits_file)
+        _check_ids(logits_file, saved.ids, records)
         methods = []
         for aggregation in aggregations:
             row = measured.get(f"PairRanker + {aggregation}")
@@ -86,7 +95,7 @@ def experiment_methods(
             aggregate = get_aggregation(aggregation)
             scores = [
                 aggregate(m, seed=seed + e) if aggregation == "bubble" else aggregate(m)
-                for e, m in enumerate(saved["logits"])
+                for e, m in enumerate(saved.matrices)
             ]
             methods.append(
                 Method(
@@ -98,19 +107,19 @@ def experiment_methods(
                 )
             )
         return methods, best_model
-    if scores_file.is_file():
-        saved = np.load(scores_file, allow_pickle=True)
-        _check_ids(scores_file, saved["ids"].tolist(), records)
-        (row,) = [r for r in measured.values() if r.get("forward_passes") is not None]
-        method = Method(
-            label,
-            scores=list(saved["scores"]),
-            forward_passes=row["forward_passes"],
-            seconds=row["seconds_per_instruction"],
-            notes={"category": "Rankers"},
-        )
-        return [method], best_model
-    raise FileNotFoundError(f"{eval_dir}: neither pair_logits_{stem}.npz nor candidate_scores_{stem}.npz")
+    if not scores_file.is_file():
+        raise FileNotFoundError(f"{eval_dir}: no {scores_file.name} (the pointwise ranker's saved scores)")
+    ids, _, scores = load_candidate_scores(scores_file)
+    _check_ids(scores_file, ids, records)
+    (row,) = [r for r in measured.values() if r.get("forward_passes") is not None]
+    method = Method(
+        label,
+        scores=scores,
+        forward_passes=row["forward_passes"],
+        seconds=row["seconds_per_instruction"],
+        notes={"category": "Rankers"},
+    )
+    return [method], best_model
 
 
 def baseline_rows(
@@ -296,3 +305,61 @@ def compare_experiments(
         seed=seed,
     )
     return {"table": table, "files": [str(f) for f in files] + paper["files"], "missing": missing}
+
+
+@dataclass
+class ComparedDataset:
+    """One dataset of `make eval`'s comparison (`datasets.<name>` in conf/compare.yaml).
+
+    Attributes:
+        split: the evaluated split.
+        oracle: what ranks the candidates.
+        scored_path: a `make score` folder holding the split with reference metrics.
+        train_path: the dataset's folder (its train split chooses the ≥-columns' models).
+        experiments: run folder name -> row label.
+        versus: more rows every ranker gets a paired difference against.
+    """
+
+    split: str
+    oracle: str
+    scored_path: str
+    train_path: str
+    experiments: dict[str, str]
+    versus: list[str] = field(default_factory=list)
+
+
+def compare_datasets(
+    datasets: Mapping[str, ComparedDataset],
+    experiments_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    aggregations: Sequence[str] = ("max_logits", "bubble"),
+    metric_keys: Sequence[str] = tuple(METRIC_TITLES),
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """`compare_experiments` for every dataset with at least one finished experiment; the others are skipped."""
+    results = {}
+    for dataset, settings in datasets.items():
+        experiments = [ExperimentRow(name, label) for name, label in settings.experiments.items()]
+        if not any((Path(experiments_dir) / e.name / "eval").is_dir() for e in experiments):
+            log.info("%s: no experiment has run yet; skipped", dataset)
+            continue
+        records = read_jsonl(find_split_file(settings.scored_path, settings.split))
+        (train,) = load_candidates(settings.train_path, splits=("train",))
+        results[dataset] = compare_experiments(
+            records,
+            train,
+            dataset,
+            settings.split,
+            settings.oracle,
+            experiments,
+            experiments_dir,
+            output_dir,
+            aggregations,
+            metric_keys,
+            n_boot,
+            seed,
+            settings.versus,
+        )
+        log.info("%s: wrote %s", dataset, ", ".join(results[dataset]["files"]))
+    return results

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from blender.data.schema import Record
 from blender.evaluation.ranking import bootstrap_indices, interval
 from blender.metrics.scoring import extra_scores_key
+from blender.records import Record
 
 
 def paired_differences(

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from blender.data.schema import Record
 from blender.evaluation import paper_tables
 from blender.evaluation.paper_tables import (
     METRIC_SCALES,
@@ -27,6 +26,7 @@ from blender.evaluation.paper_tables import (
 )
 from blender.evaluation.ranking import Method
 from blender.files import write_bytes_atomic, write_json_atomic, write_text_atomic
+from blender.records.schema import Record
 
 PAPER_MARK = "↳ paper"
 

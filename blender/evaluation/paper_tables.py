@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from blender.data.schema import Record
 from blender.evaluation.ranking import (
     Method,
     aligned_ranks,
@@ -33,6 +32,7 @@ from blender.evaluation.ranking import (
 )
 from blender.metrics.correlation import rank_correlations, within_instruction_spearman
 from blender.metrics.gpt_rank import competition_ranks
+from blender.records.schema import Record
 
 # Reference metrics in the paper's column order, then the lexical ones; display names as the paper prints them.
 METRIC_TITLES = {
@@ -189,7 +189,7 @@ def table2(
     for name, field in (extra_outputs or {}).items():
         values = {m: [r.extra[f"{field}_scores"][m] for r in records] for m in metrics}
         if all(f"{field}_gpt_rank" in r.extra for r in records):
-            # Placed among the candidates by a judge (blender.fuser.evaluate.judge_fused).
+            # Placed among the candidates by a judge (blender.fuser.fused.judge_fused).
             placed = np.array([r.extra[f"{field}_gpt_rank"] for r in records], dtype=float)
             values.update(
                 gpt_rank=list(placed), top1_pct=list(100 * (placed == 1)), top3_pct=list(100 * (placed <= 3))

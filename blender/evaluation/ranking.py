@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import rankdata
 
-from blender.data.schema import Record, RecordError
 from blender.metrics.correlation import rank_correlations, within_instruction_spearman
 from blender.metrics.gpt_rank import competition_ranks, scores_from_cmp_results
+from blender.records.schema import Record, RecordError
 
 HEADLINE = ("top1_oracle", "gpt_rank", "top1_pct", "top3_pct", "ge_best_pct")
 

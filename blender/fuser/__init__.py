@@ -1,6 +1,9 @@
-"""GenFuser: fuse the ranker's top-K candidates into one answer (packing, model, top-K cache, training)."""
+"""GenFuser: fuse a ranker's top-K candidates into one answer: the fusion input (`packing`), the generator and its
+checkpoint (`model`), the cached top-K of a split (`topk`), training examples and the fit (`training`), and the
+fused answers of a split with their scores and judge placement (`fused`)."""
 
-from blender.fuser.evaluate import (
+from blender.fuser.finetuning import FinetuneSettings
+from blender.fuser.fused import (
     FUSED_FIELD,
     FusedAnswers,
     fuse_records,
@@ -8,7 +11,6 @@ from blender.fuser.evaluate import (
     judge_fused,
     place_fused,
 )
-from blender.fuser.finetuning import FinetuneSettings
 from blender.fuser.model import GenerationSettings, GenFuser, build_fuser
 from blender.fuser.packing import PackingSettings, pack_source, pack_target, truncate_candidate
 from blender.fuser.quality import AnswerStatistics, answer_statistics

@@ -60,7 +60,8 @@ TERMS_FILES = ("GEMMA_TERMS.html", "NOTICE.md", "LICENSE")
 
 @dataclass
 class GenerationSettings:
-    """Decoding of fused answers (`fuser.generation`); the original: 4 beams, 128 new tokens, no sampling.
+    """Decoding of fused answers (`fuser.generation`); the defaults are the offline default fuser's
+    (conf/fuser/gemma3_270m.yaml: greedy, 256 new tokens); the original: 4 beams, 128 new tokens, no sampling.
 
     Attributes:
         num_beams: beam width (1: greedy).
@@ -77,15 +78,20 @@ class GenerationSettings:
         show_progress: draw a bar.
     """
 
-    num_beams: int = 4
-    max_new_tokens: int = 128
+    num_beams: int = 1
+    max_new_tokens: int = 256
     batch_size: int = 8
     no_repeat_ngram_size: int = 0
     answer_no_repeat_ngram_size: int = 0
     repetition_penalty: float = 1.0
-    stop_strings: list[str] = field(default_factory=list)
-    mixed_precision: str = "no"
+    stop_strings: list[str] = field(default_factory=lambda: list(PROMPT_STOP_STRINGS))
+    mixed_precision: str = "bf16"
     show_progress: bool = True
+
+
+# The next part of the fusion prompt's pattern (`blender.fuser.packing`): where a model that did not learn to
+# stop (zero-shot) goes on writing.
+PROMPT_STOP_STRINGS = ("\n\nInstruction:", "\n\nCandidate ", "\n\nSummarize candidates")
 
 
 def cut_at_stop_strings(text: str, stop_strings: Sequence[str]) -> str:

@@ -25,7 +25,8 @@ CUT_MARKER = "..."
 
 @dataclass
 class PackingSettings:
-    """Token budgets and separators (`fuser.packing` in config).
+    """Token budgets and separators (`fuser.packing` in config); the defaults are the offline default fuser's
+    (conf/fuser/gemma3_270m.yaml), the paper's are in conf/fuser/flan_t5_xl.yaml.
 
     Attributes:
         candidate_max_length: tokens per candidate (paper: 128); a cut candidate ends with `cut_marker`.
@@ -40,12 +41,12 @@ class PackingSettings:
     """
 
     candidate_max_length: int = 128
-    max_source_length: int = 1024
-    max_target_length: int = 128
-    separator: str | None = None
-    add_special_tokens: bool = False
+    max_source_length: int = 512
+    max_target_length: int = 256
+    separator: str | None = "\n\n"
+    add_special_tokens: bool = True
     cut_marker: str = CUT_MARKER
-    answer_prefix: str = ""
+    answer_prefix: str = "\n"
 
 
 def separator_for(tokenizer: PreTrainedTokenizerBase, settings: PackingSettings) -> str:

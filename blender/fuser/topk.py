@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from blender.aggregation import get_aggregation, pair_orders
-from blender.data.schema import Record
-from blender.evaluation.report import WEIGHTS_FILES, read_pair_logits
+from blender.rankers.saved_scores import WEIGHTS_FILES, read_pair_logits
+from blender.records.schema import Record
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class TopKSettings:
     ranker_checkpoint: str | None = None
     ranker_runs_dir: str = "outputs/train_ranker"
     aggregation: str = "max_logits"
-    pair_orders: str = "both"
+    pair_orders: str = "one"
     cache_dir: str = "outputs/fuser_topk"
     seed: int = 0
     chunk_records: int = 20

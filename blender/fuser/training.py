@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from blender.data.schema import Record
 from blender.fuser.model import IGNORE_INDEX, GenFuser
 from blender.fuser.packing import truncate_candidate
+from blender.records.schema import Record
 from blender.training.loop import LoggerSettings, TrainSettings, fit
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,7 @@ def train_fuser(
     shuffle_candidates: bool = True,
     logger: LoggerSettings | None = None,
     run_config: dict[str, Any] | None = None,
+    fingerprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit the fuser on (top-K, reference) pairs; keep the checkpoint with the lowest val loss in `best`.
 
@@ -172,6 +173,7 @@ def train_fuser(
         shuffle_candidates: shuffle the K candidates of each training example every epoch (the original).
         logger: experiment tracking.
         run_config: the resolved config, stored with the tracker.
+        fingerprint: the settings that shape the run (see `fit`): a resume under other ones is refused.
     Returns:
         The loop's summary.
     """
@@ -211,6 +213,8 @@ def train_fuser(
         save_model=lambda model, directory: fuser.save(Path(directory), model=model),
         logger=logger,
         run_config=run_config,
+        fingerprint=fingerprint,
+        val_metrics=["val/loss", "val/seconds"],
     )
 
 

@@ -1,4 +1,6 @@
-"""Metrics: GPT-Rank from judge labels, rank correlations, reference metrics and the LLM judge."""
+"""Metrics: reference metrics against the reference answer (BERTScore, BLEURT, BARTScore, BLEU, ROUGE, built by
+name from `conf/metrics/`), the resumable scoring job, GPT-Rank from pairwise labels, rank correlations, and the
+LLM judge (an OpenAI-compatible client, its prompt and its cache)."""
 
 from blender.metrics.bartscore import BARTScore
 from blender.metrics.base import MetricLoadError, ReferenceMetric, build_metrics

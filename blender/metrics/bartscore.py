@@ -17,7 +17,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from blender.metrics.base import check_pairs, checkpoint_error, resolve_device
+from blender.devices import resolve_device
+from blender.metrics.base import check_pairs, checkpoint_error
 from blender.packaged_models import resolve_name_or_path
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
-import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
@@ -77,13 +76,6 @@ def require(module: str, package: str, metric: str) -> ModuleType:
         raise ImportError(
             f"{metric} needs the {package.split('>')[0]!r} package: pip install '{package}'"
         ) from error
-
-
-def resolve_device(device: str) -> torch.device:
-    """Turn "auto" into the GPU when there is one, else the CPU; other names pass to `torch.device`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def check_pairs(candidates: list[str], references: list[str]) -> None:

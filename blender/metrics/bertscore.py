@@ -12,7 +12,8 @@ import logging
 
 from tqdm.auto import tqdm
 
-from blender.metrics.base import check_pairs, checkpoint_error, require, resolve_device
+from blender.devices import resolve_device
+from blender.metrics.base import check_pairs, checkpoint_error, require
 from blender.packaged_models import resolve_name_or_path
 
 log = logging.getLogger(__name__)

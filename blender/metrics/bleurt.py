@@ -14,8 +14,9 @@ import logging
 import torch
 from tqdm.auto import tqdm
 
+from blender.devices import resolve_device
 from blender.metrics._bleurt_compat import import_bleurt_pytorch, load_bleurt_tokenizer
-from blender.metrics.base import check_pairs, checkpoint_error, resolve_device
+from blender.metrics.base import check_pairs, checkpoint_error
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import httpx
 log = logging.getLogger(__name__)
 
 RETRIED_STATUSES = frozenset({408, 409, 429})
+# Tokens that look like API keys, masked or not: "sk-proj-AbC...", "sk-********wxyz", "Bearer abc123...".
+KEY_LIKE = re.compile(r"\b(?:sk|pk|rk|key)-[A-Za-z0-9_\-*.]{4,}|Bearer\s+\S+|\*{4,}[A-Za-z0-9]{0,8}")
 
 
 class ChatError(RuntimeError):
@@ -149,8 +152,15 @@ class ChatClient:
         return wait_s / 2 + self._jitter.uniform(0, wait_s / 2)
 
     def _redact(self, text: str) -> str:
-        # Servers quote a rejected key back (OpenAI's 401 does, partly masked); ours must not reach logs.
-        return text.replace(self._api_key, "***") if self._api_key else text
+        """Servers quote a rejected key back, whole or masked (OpenAI's 401 shows its first 8 and last 4
+        characters around asterisks); no part of ours reaches a log or an error."""
+        if self._api_key:
+            text = text.replace(self._api_key, "***")
+        text = KEY_LIKE.sub("***", text)
+        if self._api_key and len(self._api_key) >= 12:
+            for part in (self._api_key[:8], self._api_key[-4:]):
+                text = text.replace(part, "***")
+        return text
 
 
 def _reply_from_json(data: dict[str, Any], retries: int) -> ChatReply:

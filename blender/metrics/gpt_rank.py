@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-CMP_LABELS = ("A is better", "B is better", "Same good", "Same bad")
+from blender.records.schema import CMP_LABELS
 
 # (M[a, b], M[b, a]) added for each label.
 _LABEL_VALUES = {

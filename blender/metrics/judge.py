@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import random
+import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -57,11 +58,14 @@ class Candidate(Protocol):
 
 
 class JudgedRecord(Protocol):
-    """What the judge reads from a record (`blender.data.schema.Record` has these fields)."""
+    """What the judge reads from a record (`blender.records.schema.Record` has these fields)."""
 
     instruction: str
     input: str
     candidates: Sequence[Candidate]
+
+
+ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 
 
 class JudgeError(RuntimeError):
@@ -125,6 +129,13 @@ class JudgeSettings:
     price_per_1k_completion: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.api_key_env is not None and not ENV_VAR_NAME.match(self.api_key_env):
+            # Never echo the value: it is most likely the key itself, pasted where its variable's name belongs.
+            raise ValueError(
+                "judge.api_key_env must name an environment variable (upper-case letters, digits and _, e.g. "
+                "OPENAI_API_KEY), and what it holds does not look like one; if it is the key itself, put the key in "
+                "an environment variable (export OPENAI_API_KEY=...) and set judge.api_key_env to that name"
+            )
         if self.max_concurrency < 1:
             raise ValueError(f"JudgeSettings.max_concurrency must be >= 1, got {self.max_concurrency}")
         if self.max_retries < 0 or self.max_parse_retries < 0:

@@ -5,9 +5,6 @@ Records are scored a chunk at a time. Each finished chunk is appended to a journ
 in the middle of an append leaves a torn last line; on restart it is cut off and its records are scored
 again: only complete lines count as done. The output appears whole (temp file + rename) once every input
 record has come back exactly once with every metric on every candidate; then the journal is removed.
-
-Import it as `blender.metrics.scoring`: `blender.metrics` does not re-export it, because it reads records
-through `blender.data`, which itself imports `blender.metrics.gpt_rank`.
 """
 
 from __future__ import annotations
@@ -22,10 +19,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from blender.data.loading import read_jsonl
-from blender.data.schema import Record, RecordError, parse_record
 from blender.files import write_jsonl_atomic
 from blender.metrics.base import ReferenceMetric
+from blender.records.loading import read_jsonl
+from blender.records.schema import Record, RecordError, parse_record
 
 log = logging.getLogger(__name__)
 

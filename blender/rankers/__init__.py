@@ -1,12 +1,12 @@
-"""Rankers: PairRanker (pairwise cross-encoder) and the paper's baselines (SummaReranker, SimCLS, MLM-Scoring),
-their losses, backbones, batched inference and checkpoint loading."""
+"""Rankers: the registry of kinds (`registry.RANKERS`: how each kind is built, trained, scored and loaded), one
+module per kind (PairRanker, the pairwise cross-encoder; the paper's baselines SummaReranker, SimCLS and
+MLM-Scoring), their losses, backbones, the pair encoding they read, batched inference, checkpoints and the scores
+an evaluation saves."""
 
-from blender.rankers.backbone import BackboneLoadError, build_backbone, load_tokenizer, resolve_name_or_path
-from blender.rankers.loading import RANKER_CLASSES, Ranker, load_ranker
+from blender.rankers.backbone import BackboneLoadError, BackboneSettings, build_backbone, load_tokenizer
 from blender.rankers.losses import pairwise_logistic_loss, simcls_ranking_loss, summareranker_bce_loss
 from blender.rankers.mlm_scoring import MLMScorer, build_mlm_scorer
-from blender.rankers.pairranker import PairRanker
-from blender.rankers.pointwise import PointwiseRanker, SimCLS, SummaReranker
+from blender.rankers.pairranker import PairRanker, PairSampling
 from blender.rankers.predict import (
     InferenceSettings,
     bubble_scores_online,
@@ -15,27 +15,48 @@ from blender.rankers.predict import (
     length_sorted_batches,
     score_pairs,
 )
+from blender.rankers.registry import (
+    RANKERS,
+    PointwiseRanker,
+    Ranker,
+    RankerKind,
+    TrainingPlan,
+    build_ranker,
+    get_kind,
+    kind_of,
+    load_ranker,
+)
+from blender.rankers.simcls import SimCLS, SimCLSSampling
+from blender.rankers.summareranker import SummaReranker, SummaRerankerSampling
 
 __all__ = [
-    "RANKER_CLASSES",
+    "RANKERS",
     "BackboneLoadError",
+    "BackboneSettings",
     "InferenceSettings",
     "MLMScorer",
     "PairRanker",
+    "PairSampling",
     "PointwiseRanker",
     "Ranker",
+    "RankerKind",
     "SimCLS",
+    "SimCLSSampling",
     "SummaReranker",
+    "SummaRerankerSampling",
+    "TrainingPlan",
     "bubble_scores_online",
     "build_backbone",
     "build_mlm_scorer",
+    "build_ranker",
     "encode_records",
     "full_matrices",
+    "get_kind",
+    "kind_of",
     "length_sorted_batches",
     "load_ranker",
     "load_tokenizer",
     "pairwise_logistic_loss",
-    "resolve_name_or_path",
     "score_pairs",
     "simcls_ranking_loss",
     "summareranker_bce_loss",

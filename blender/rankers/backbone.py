@@ -8,6 +8,8 @@ local folder). A `config` dict instead builds a randomly initialised model (unit
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -15,6 +17,21 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, 
 from blender.packaged_models import resolve_name_or_path
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class BackboneSettings:
+    """Which encoder a ranker reads with (`conf/backbone/*.yaml`).
+
+    Attributes:
+        name_or_path: "minilm" (the packaged all-MiniLM-L6-v2), a hub id or a local folder with weights.
+        config: instead of weights, a config dict (with `model_type`) for a random encoder (tests, smoke runs).
+        tokenizer: tokenizer name or folder; defaults to `name_or_path`.
+    """
+
+    name_or_path: str | None = "minilm"
+    config: dict[str, Any] | None = None
+    tokenizer: str | None = None
 
 
 class BackboneLoadError(OSError):
@@ -74,3 +91,16 @@ def build_backbone(
     except (OSError, ValueError) as error:
         raise _load_error("backbone", resolved, error) from error
     return model, loaded_tokenizer
+
+
+def encoder_ranker_builder(
+    ranker_class: type,
+) -> Callable[[dict[str, Any], BackboneSettings, list[str]], Any]:
+    """A `RankerKind.build` for a ranker that wraps an encoder: `ranker_class(encoder, tokenizer, task_names=...,
+    **the ranker config's model settings)`, the encoder and tokenizer built from the backbone settings."""
+
+    def build(settings: dict[str, Any], backbone: BackboneSettings, task_names: list[str]) -> Any:
+        encoder, tokenizer = build_backbone(backbone.name_or_path, backbone.config, backbone.tokenizer)
+        return ranker_class(encoder, tokenizer, task_names=task_names, **settings)
+
+    return build

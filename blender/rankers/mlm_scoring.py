@@ -40,11 +40,12 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from blender.data.schema import Record
 from blender.packaged_models import resolve_name_or_path
-from blender.rankers.backbone import _load_error, load_tokenizer
-from blender.rankers.pairranker import RANKER_CONFIG_FILE
+from blender.rankers.backbone import BackboneSettings, _load_error, load_tokenizer
+from blender.rankers.checkpoint import RANKER_CONFIG_FILE, read_ranker_config
 from blender.rankers.predict import InferenceSettings, autocast_context, length_sorted_batches
+from blender.rankers.registry import RankerKind
+from blender.records.schema import Record
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ class MLMScorer(nn.Module):
         )
         log_probs = np.empty(len(copies))
         bar = tqdm(total=len(copies), desc="masked tokens", disable=not settings.show_progress, leave=False)
-        with torch.inference_mode(), autocast_context(device, settings.mixed_precision):
+        with torch.inference_mode(), autocast_context(device, settings.precision):
             for batch in batches:
                 longest = max(len(bases[copies[c][0]][0]) for c in batch)
                 input_ids = torch.full(
@@ -245,8 +246,8 @@ class MLMScorer(nn.Module):
     @classmethod
     def load(cls, directory: str | os.PathLike, map_location: str = "cpu") -> MLMScorer:
         directory = Path(directory)
-        settings = json.loads((directory / RANKER_CONFIG_FILE).read_text())
-        settings.pop("ranker", None)
+        settings = read_ranker_config(directory)
+        settings.pop("ranker")
         model = AutoModelForMaskedLM.from_pretrained(directory).to(map_location)
         return cls(model, AutoTokenizer.from_pretrained(directory), **settings).eval()
 
@@ -304,3 +305,13 @@ def build_mlm_scorer(
             ", ".join(missing_head),
         )
     return MLMScorer(model, loaded_tokenizer, head=head, **settings).eval()
+
+
+def _build_from_backbone(
+    settings: dict[str, Any], backbone: BackboneSettings, task_names: list[str]
+) -> MLMScorer:
+    # The backbone group names the masked LM; MLM-Scoring has no tasks (it is not trained).
+    return build_mlm_scorer(backbone.name_or_path, backbone.config, backbone.tokenizer, **settings)
+
+
+KIND = RankerKind(name="mlm_scoring", model=MLMScorer, build=_build_from_backbone, pairwise=False)

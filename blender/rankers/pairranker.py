@@ -8,23 +8,23 @@ logit is the mean over tasks of s1 − s2 (> 0: candidate1 is better).
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
+import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from blender.data.collate import PairEncoder, add_pair_tokens
+from blender.rankers.backbone import encoder_ranker_builder
+from blender.rankers.checkpoint import load_weights, read_checkpoint, write_checkpoint
+from blender.rankers.encoding import EncodedTexts, PairEncoder, add_pair_tokens
+from blender.rankers.losses import absolute_target_loss, pairwise_logistic_loss
+from blender.rankers.registry import RankerKind, TrainingPlan
+from blender.records import Pair, Record, per_signal, sample_pairs, signal_matrix
+from blender.records.pairs import PAIR_WEIGHTINGS
 
-log = logging.getLogger(__name__)
-
-RANKER_CONFIG_FILE = "ranker_config.json"
-WEIGHTS_FILE = "model.safetensors"
 POOLINGS = ("marker", "mean")
 
 
@@ -57,14 +57,15 @@ class PairRanker(nn.Module):
         tokenizer: its tokenizer; the three marker tokens are added and the embeddings resized.
         task_names: one output per training signal (paper: ["bartscore"]).
         dropout: dropout in the head (paper: 0.05).
-        source_max_length: source budget in tokens (paper: 128).
-        candidate_max_length: budget of each candidate (paper: 128).
+        source_max_length: source budget in tokens (paper: 128; the offline default 64).
+        candidate_max_length: budget of each candidate (paper: 128; the offline default 224, so an answer's
+            length shows: docs/results/pairranker.md).
         truncation: how long candidates are cut ("head" as the paper, or "head_tail").
         length_hint: start each candidate part with "(N words)", its whole length (not in the paper; see
             `PairEncoder`).
         pooling: what the head reads for each part: "marker" (the paper: the hidden state at its marker
-            token) or "mean" (the mean hidden state over the part, marker included: the pooling
-            sentence-embedding encoders such as all-MiniLM-L6-v2 were trained with; not in the paper).
+            token) or "mean" (the offline default: the mean hidden state over the part, marker included, the
+            pooling sentence-embedding encoders such as all-MiniLM-L6-v2 were trained with; not in the paper).
     """
 
     label = "PairRanker"
@@ -75,11 +76,11 @@ class PairRanker(nn.Module):
         tokenizer: PreTrainedTokenizerBase,
         task_names: Sequence[str] = ("quality",),
         dropout: float = 0.05,
-        source_max_length: int = 128,
-        candidate_max_length: int = 128,
+        source_max_length: int = 64,
+        candidate_max_length: int = 224,
         truncation: str = "head",
         length_hint: bool = False,
-        pooling: str = "marker",
+        pooling: str = "mean",
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -161,27 +162,182 @@ class PairRanker(nn.Module):
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write weights, settings, backbone config and tokenizer to `directory` (a loadable checkpoint)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.backbone.config.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
-        save_model(self, str(directory / WEIGHTS_FILE))
-        (directory / RANKER_CONFIG_FILE).write_text(
-            json.dumps({"ranker": "pairranker", **self.settings()}, indent=2)
-        )
+        write_checkpoint(self, self.backbone, self.tokenizer, directory, "pairranker", self.settings())
 
     @classmethod
     def load(cls, directory: str | os.PathLike, map_location: str = "cpu") -> PairRanker:
         """Rebuild a ranker saved with `save`; needs nothing but the folder."""
-        directory = Path(directory)
-        settings_file = directory / RANKER_CONFIG_FILE
-        if not settings_file.is_file():
-            raise FileNotFoundError(f"{directory}: not a ranker checkpoint (no {RANKER_CONFIG_FILE})")
-        settings = json.loads(settings_file.read_text())
-        settings.pop("ranker", None)
-        backbone = AutoModel.from_config(AutoConfig.from_pretrained(directory))
-        tokenizer = AutoTokenizer.from_pretrained(directory)
-        ranker = cls(backbone, tokenizer, **settings)
-        load_model(ranker, str(directory / WEIGHTS_FILE), device=map_location)
-        ranker.eval()
-        return ranker
+        settings, backbone, tokenizer = read_checkpoint(directory, "pairranker")
+        # Folders written before pooling was a setting read the marker, as the paper.
+        settings.setdefault("pooling", "marker")
+        return load_weights(cls(backbone, tokenizer, **settings), directory, map_location)
+
+
+# ---- training: the pairs of an epoch and their loss -------------------------------------------------------
+
+
+@dataclass
+class PairSampling:
+    """How training pairs are drawn (`ranker.sampling` in config).
+
+    Attributes:
+        pairs_per_example: pairs per instruction per epoch (paper: 5).
+        signal_transform: "none", "logit" or "rank" (see `signal_matrix`), or {signal: name}.
+        min_delta: signal differences at or below this are ties (no loss); or {signal: threshold} (see
+            `per_signal`), since signals trained on together live on different scales.
+        skip_ties: do not spend forward passes on pairs tied on every task.
+        weighting: "uniform" (paper), "top" (favour pairs that involve the instruction's best answers) or
+            "contested" (favour pairs of two strong answers).
+        absolute_weight: weight of an absolute-target term added to the pairwise loss: BCE of each
+            candidate's score against its untransformed signal, which must then lie in [0, 1] (gpt4_pref
+            does). 0 (the paper) trains on sign(Δ) alone. See `absolute_target_loss`.
+    """
+
+    pairs_per_example: int = 5
+    signal_transform: str | dict[str, str] = "none"
+    min_delta: float | dict[str, float] = 0.1
+    skip_ties: bool = True
+    weighting: str = "uniform"
+    absolute_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.absolute_weight >= 0:
+            raise ValueError(
+                f"ranker.sampling.absolute_weight={self.absolute_weight!r}; it must be 0 or more"
+            )
+        if self.weighting not in PAIR_WEIGHTINGS:  # caught with the config, not at the first epoch
+            raise ValueError(
+                f"ranker.sampling.weighting={self.weighting!r}; choose one of {', '.join(PAIR_WEIGHTINGS)}"
+            )
+
+
+class PairBatches(Sequence):
+    """One epoch's micro-batches: pairs grouped by length (less padding), collated on access."""
+
+    def __init__(
+        self,
+        ranker: PairRanker,
+        encoded: Sequence[EncodedTexts],
+        pairs: Sequence[Pair],
+        batch_size: int,
+        seed: int,
+        absolute: Sequence[np.ndarray] | None = None,
+    ):
+        """`absolute`: per record, its [n_candidates, n_tasks] absolute targets; each batch then carries
+        `absolute_first` and `absolute_second` for `absolute_target_loss`."""
+        rng = np.random.default_rng(seed)
+        self.ranker, self.encoded, self.absolute = ranker, encoded, absolute
+        sequences = [ranker.encoder.pair_ids(encoded[p.record_index], p.first, p.second) for p in pairs]
+        order = rng.permutation(len(pairs))
+        # HF's group_by_length: sort inside random mega-batches, then shuffle the batches.
+        mega = batch_size * 16
+        batches = []
+        for start in range(0, len(order), mega):
+            chunk = sorted(order[start : start + mega], key=lambda k: len(sequences[k]))
+            batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        self.batches = [batches[k] for k in rng.permutation(len(batches))]
+        self.sequences, self.pairs = sequences, pairs
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        rows = self.batches[index]
+        batch = self.ranker.encoder.pad([self.sequences[k] for k in rows])
+        pairs = [self.pairs[k] for k in rows]
+        batch["targets"] = torch.tensor([p.targets for p in pairs], dtype=torch.float32)
+        if self.absolute is not None:
+            for key, member in (("absolute_first", "first"), ("absolute_second", "second")):
+                values = np.stack([self.absolute[p.record_index][getattr(p, member)] for p in pairs])
+                batch[key] = torch.as_tensor(values, dtype=torch.float32)
+        return batch
+
+
+def pair_loss(
+    model: PairRanker, batch: dict[str, Tensor], absolute_weight: float = 0.0
+) -> tuple[Tensor, dict[str, float]]:
+    """The pairwise logistic loss of a batch (plus `absolute_weight` × the absolute-target term), and the
+    share of decisive pairs ordered right."""
+    scores_first, scores_second = model(batch["input_ids"], batch["attention_mask"])
+    targets = batch["targets"]
+    loss = pairwise_logistic_loss(scores_first, scores_second, targets)
+    decisive = targets != 0
+    correct = ((scores_first - scores_second) * targets > 0)[decisive].float()
+    logged = {"pair_accuracy": correct.mean().item() if correct.numel() else float("nan")}
+    if absolute_weight:
+        absolute = absolute_target_loss(
+            torch.cat([scores_first, scores_second]).float(),
+            torch.cat([batch["absolute_first"], batch["absolute_second"]]),
+        )
+        loss = loss + absolute_weight * absolute
+        logged["absolute_loss"] = absolute.item()
+    return loss, logged
+
+
+def absolute_targets(records: Sequence[Record], signals: Sequence[str]) -> list[np.ndarray]:
+    """Per record, its candidates' untransformed signals, checked to be probabilities (for the BCE)."""
+    targets = [signal_matrix(r, signals, "none") for r in records]
+    for record, values in zip(records, targets, strict=True):
+        outside = (values < 0) | (values > 1) | np.isnan(values)
+        if outside.any():
+            i, t = np.argwhere(outside)[0]
+            raise ValueError(
+                f"ranker.sampling.absolute_weight needs signals in [0, 1]: record {record.id!r}, candidate "
+                f"{record.candidates[i].model!r} has {signals[t]}={values[i, t]}; set absolute_weight=0 for "
+                "this signal"
+            )
+    return targets
+
+
+def prepare_pair_training(
+    ranker: PairRanker,
+    records: Sequence[Record],
+    signals: Sequence[str],
+    sampling: PairSampling,
+    batch_size: int,
+    seed: int,
+) -> TrainingPlan:
+    """Each epoch draws `sampling.pairs_per_example` pairs per instruction anew (seeded by seed + epoch)."""
+    signal_by_record = [signal_matrix(r, signals, sampling.signal_transform) for r in records]
+    min_delta = per_signal(sampling.min_delta, signals, "min_delta")
+    encoded = [ranker.encoder.encode_record_texts(r.source, [c.text for c in r.candidates]) for r in records]
+    absolute = absolute_targets(records, signals) if sampling.absolute_weight else None
+    cache: dict[int, PairBatches] = {}
+
+    def epoch_batches(epoch: int) -> PairBatches:
+        # The loop asks for an epoch's batches more than once (counting steps, resuming): build each once.
+        if epoch not in cache:
+            cache.clear()
+            rng = np.random.default_rng(seed + epoch)
+            pairs = sample_pairs(
+                signal_by_record,
+                sampling.pairs_per_example,
+                rng,
+                min_delta,
+                sampling.skip_ties,
+                sampling.weighting,
+            )
+            cache[epoch] = PairBatches(
+                ranker, encoded, pairs, batch_size, seed=seed + epoch, absolute=absolute
+            )
+        return cache[epoch]
+
+    first = epoch_batches(0)
+    n_decisive = sum(any(t != 0 for t in pair.targets) for pair in first.pairs)
+    return TrainingPlan(
+        epoch_batches,
+        lambda model, batch: pair_loss(model, batch, sampling.absolute_weight),
+        f"{len(first.pairs)} training pairs per epoch ({n_decisive} decisive) in {len(first)} batches of "
+        f"{batch_size}",
+    )
+
+
+KIND = RankerKind(
+    name="pairranker",
+    model=PairRanker,
+    build=encoder_ranker_builder(PairRanker),
+    pairwise=True,
+    sampling=PairSampling,
+    prepare_training=prepare_pair_training,
+    new_parameter_prefixes=("head.",),
+)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from accelerate import Accelerator
@@ -28,6 +28,15 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from blender.files import write_dir_atomic, write_json_atomic
+from blender.settings import check_types, require, require_choice, require_positive
+from blender.training.checkpoints import (
+    CheckpointHook,
+    check_fingerprint,
+    keep_metrics_up_to,
+    latest_checkpoint,
+    pending_checkpoint,
+    publish_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,37 +65,86 @@ class TrainSettings:
         eval_every_epochs: validate after every this many epochs (and after the last).
         best_metric: the validation metric that picks the best checkpoint.
         best_mode: "max" or "min".
+        val_mode: how a pairwise ranker validates: "bubble" (2(N−1) passes, as the original) or "full"
+            (N(N−1), MaxLogits); other models ignore it.
         save_every_steps: write a resumable checkpoint every this many optimizer steps.
         log_every_steps: log the running training loss every this many optimizer steps.
-        resume: continue from `<output_dir>/checkpoints/last` when it exists.
+        resume: "auto" (true): continue from the newest checkpoint of `<output_dir>` when there is one, and
+            refuse one trained under other settings; "never" (false): start over; "force": continue even though
+            settings changed.
         show_progress: progress bars (main process only).
     """
+
+    CONFIG_KEY: ClassVar[str] = "trainer"
 
     epochs: int = 1
     batch_size: int = 8
     max_steps: int | None = None
-    lr: float = 1e-5
-    head_lr: float | None = None
+    lr: float = 5e-5
+    head_lr: float | None = 5e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     scheduler: str = "linear"
     optimizer: str = "adamw"
     grad_accum: int = 1
     max_grad_norm: float | None = 1.0
-    mixed_precision: str | None = None
+    mixed_precision: str | None = "bf16"
     seed: int = 42
     eval_every_epochs: int = 1
     best_metric: str = "val/top1_oracle"
     best_mode: str = "max"
+    val_mode: str = "bubble"
     save_every_steps: int = 100
     log_every_steps: int = 10
-    resume: bool = True
+    resume: bool | str = "auto"
     show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.resume, bool):
+            self.resume = "auto" if self.resume else "never"
+        check_types(self)
+        require_positive(
+            self,
+            "epochs",
+            "batch_size",
+            "grad_accum",
+            "save_every_steps",
+            "log_every_steps",
+            "eval_every_epochs",
+        )
+        require_positive(self, "max_steps", allow_none=True)
+        require(self, "lr", self.lr > 0, "must be above 0")
+        require(self, "head_lr", self.head_lr is None or self.head_lr > 0, "must be above 0 (or null: lr)")
+        require(self, "weight_decay", self.weight_decay >= 0, "must be 0 or more")
+        require(self, "warmup_ratio", 0 <= self.warmup_ratio <= 1, "must lie in [0, 1]")
+        require(
+            self,
+            "max_grad_norm",
+            self.max_grad_norm is None or self.max_grad_norm > 0,
+            "must be above 0 or null",
+        )
+        require_choice(self, "optimizer", ("adamw", "adafactor"))
+        require_choice(self, "mixed_precision", (None, "no", "bf16", "fp16"))
+        require_choice(self, "best_mode", ("max", "min"))
+        require_choice(self, "val_mode", ("bubble", "full"))
+        require_choice(self, "resume", ("auto", "never", "force"))
+        require(
+            self,
+            "best_metric",
+            self.best_metric.startswith("val/"),
+            'must name a validation metric, "val/..."',
+        )
+
+
+class NothingToTrainError(ValueError):
+    """A run that would end with no optimizer step (no training examples); the message says why."""
 
 
 @dataclass
 class LoggerSettings:
     """Experiment tracking (`conf/logger/*.yaml`): "none" or "wandb" (mode "offline" needs no account)."""
+
+    CONFIG_KEY: ClassVar[str] = "logger"
 
     name: str = "none"
     project: str = "blender"
@@ -94,6 +152,11 @@ class LoggerSettings:
     entity: str | None = None
     run_name: str | None = None
     tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        require_choice(self, "name", ("none", "wandb"))
+        require_choice(self, "mode", ("offline", "online", "disabled"))
 
 
 @dataclass
@@ -154,6 +217,9 @@ def fit(
     new_parameter_prefixes: Sequence[str] = (),
     logger: LoggerSettings | None = None,
     run_config: dict[str, Any] | None = None,
+    fingerprint: dict[str, Any] | None = None,
+    val_metrics: Sequence[str] | None = None,
+    checkpoint_hook: CheckpointHook | None = None,
 ) -> dict[str, Any]:
     """Train `model`, validating each epoch and keeping the best checkpoint in `<output_dir>/best`.
 
@@ -163,18 +229,25 @@ def fit(
         epoch_batches: epoch index -> that epoch's micro-batches (deterministic given the index, so a
             resumed run sees the same data from where it stopped).
         settings: optimisation settings.
-        output_dir: the run folder; holds `checkpoints/last` (resumable state), `best` and `metrics.jsonl`.
+        output_dir: the run folder; holds `checkpoints/` (resumable state, `blender.training.checkpoints`), `best`,
+            `metrics.jsonl` and `run_fingerprint.json`.
         evaluate: model -> validation metrics named like "val/top1_oracle".
         save_model: writes a loadable copy of the (unwrapped) model into a folder.
         new_parameter_prefixes: parameter-name prefixes trained at `head_lr`.
         logger: experiment tracking.
         run_config: the resolved config, stored with the tracker.
+        fingerprint: the settings that shape this run (flat, JSON-able); a resume under other ones is refused
+            unless `settings.resume` is "force". The number of processes is added here.
+        val_metrics: the metric names `evaluate` returns, so a `best_metric` typo fails before training.
+        checkpoint_hook: called at each point of a checkpoint swap (tests stop a run there).
     Returns:
         {"best_value", "best_epoch", "global_step", "history", "train/loss"}.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     logger = logger or LoggerSettings()
+    if evaluate is not None and val_metrics is not None and settings.best_metric not in val_metrics:
+        raise ValueError(f"trainer.best_metric={settings.best_metric!r} is not one of {sorted(val_metrics)}")
     accelerator = Accelerator(
         gradient_accumulation_steps=settings.grad_accum,
         mixed_precision=settings.mixed_precision,
@@ -210,6 +283,12 @@ def fit(
             )
         ]
 
+    if not my_batches(0):
+        raise NothingToTrainError(
+            f"{output_dir}: no training batch for this process ({len(epoch_batches(0))} in all for "
+            f"{accelerator.num_processes} processes): the training data gave no example (all pairs tied, or too "
+            "few records); nothing was trained"
+        )
     steps_per_epoch = math.ceil(len(my_batches(0)) / settings.grad_accum)
     total_steps = steps_per_epoch * settings.epochs
     if settings.max_steps is not None:
@@ -225,35 +304,44 @@ def fit(
     model, optimizer = accelerator.prepare(model, optimizer)
 
     state = TrainerState()
-    last_dir = output_dir / "checkpoints" / "last"
-    if settings.resume and (last_dir / STATE_FILE).is_file():
-        accelerator.load_state(str(last_dir))
-        state = TrainerState(**json.loads((last_dir / STATE_FILE).read_text()))
-        scheduler.load_state_dict(torch.load(last_dir / "scheduler.pt", weights_only=True))
+    metrics_file = output_dir / "metrics.jsonl"
+    resume_from = latest_checkpoint(output_dir, STATE_FILE) if settings.resume != "never" else None
+    if accelerator.is_main_process and fingerprint is not None:
+        check_fingerprint(
+            output_dir,
+            {**fingerprint, "num_processes": accelerator.num_processes},
+            resuming=resume_from is not None,
+            force=settings.resume == "force",
+        )
+    accelerator.wait_for_everyone()
+    if resume_from is not None:
+        _load_state(accelerator, resume_from)
+        state = TrainerState(**json.loads((resume_from / STATE_FILE).read_text()))
+        scheduler.load_state_dict(torch.load(resume_from / "scheduler.pt", weights_only=True))
         log.info(
             "resumed from %s at epoch %d, batch %d, step %d",
-            last_dir,
+            resume_from,
             state.epoch,
             state.batch_in_epoch,
             state.global_step,
         )
+    if accelerator.is_main_process:
+        keep_metrics_up_to(metrics_file, state.global_step)
 
     def save_last() -> None:
-        tmp = last_dir.with_name("last.tmp")
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))
+        # Every process writes its part into the pending folder; only then does the main one publish it.
+        folder = pending_checkpoint(output_dir, state.global_step)
         if accelerator.is_main_process:
-            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-            write_json_atomic(tmp / STATE_FILE, asdict(state))
-            # Swap the finished folder in: a kill before this line leaves the previous checkpoint whole.
-            old = last_dir.with_name("last.old")
-            if last_dir.exists():
-                os.replace(last_dir, old)
-            os.replace(tmp, last_dir)
-            shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
         accelerator.wait_for_everyone()
-
-    metrics_file = output_dir / "metrics.jsonl"
+        accelerator.save_state(str(folder))
+        if accelerator.is_main_process:
+            torch.save(scheduler.state_dict(), folder / "scheduler.pt")
+            write_json_atomic(folder / STATE_FILE, asdict(state))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            publish_checkpoint(output_dir, state.global_step, checkpoint_hook)
+        accelerator.wait_for_everyone()
 
     def record(metrics: dict[str, Any]) -> None:
         accelerator.log(metrics, step=state.global_step)
@@ -366,3 +454,29 @@ def _validate(
             " (best so far, saved)" if improved else "",
         )
     accelerator.wait_for_everyone()
+
+
+def _load_state(accelerator: Accelerator, folder: Path) -> None:
+    """`accelerator.load_state`, saying as a warning (accelerate says it at INFO) when the random state is refused:
+    the run then continues, but its dropout no longer matches an uninterrupted run's."""
+    messages: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    source = logging.getLogger("accelerate.checkpointing")
+    handler, level = Catch(logging.INFO), source.level
+    source.addHandler(handler)
+    source.setLevel(logging.INFO)
+    try:
+        accelerator.load_state(str(folder))
+    finally:
+        source.removeHandler(handler)
+        source.setLevel(level)
+    if any("Could not load random states" in m for m in messages):
+        log.warning(
+            "%s: its random state (random_states_*.pkl) could not be restored: training continues, but dropout and "
+            "sampling no longer repeat an uninterrupted run exactly",
+            folder,
+        )

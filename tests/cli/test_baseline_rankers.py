@@ -6,6 +6,9 @@ import pytest
 from omegaconf import open_dict
 
 from blender.cli import compare, evaluate, train_ranker
+from blender.rankers import load_ranker
+from blender.rankers.saved_scores import load_candidate_scores
+from blender.records import DataSettings
 from tests.conftest import compose_config, make_raw_record, write_jsonl
 
 
@@ -28,11 +31,17 @@ def test_each_ranker_trains_or_scores_and_evaluates(ranker, tmp_path, small_data
     label = {"summareranker": "SummaReranker", "simcls": "SimCLS", "mlm_scoring": "MLM-Scoring"}[ranker]
     rows = {r["method"]: r for r in summary["eval"]["rows"]}
     assert summary["global_step"] == (0 if ranker == "mlm_scoring" else 2)
-    passes = rows[label]["forward_passes"]
-    assert passes == {"summareranker": 4, "simcls": 5}.get(ranker, passes) and passes > 0
+    # Passes per instruction: N candidates for SummaReranker, N + the source for SimCLS, one per scored token
+    # (each candidate's first 32) for MLM-Scoring.
+    best = load_ranker(tmp_path / ranker / "best")
+    val = DataSettings(path=str(small_dataset)).load("val", 4)
+    expected = {"summareranker": 4, "simcls": 5}.get(ranker) or np.mean([best.forward_passes(r) for r in val])
+    assert rows[label]["forward_passes"] == pytest.approx(expected)
     assert {"pearson_ci", "spearman_ci", "footrule_ci"} <= set(rows[label])
-    saved = np.load(tmp_path / ranker / "eval" / "candidate_scores_alpaca_blend_modern_val.npz")
-    assert saved["scores"].shape == (4, 4)
+    _, _, scores = load_candidate_scores(
+        tmp_path / ranker / "eval" / "candidate_scores_alpaca_blend_modern_val.npz"
+    )
+    assert [len(s) for s in scores] == [4] * 4
     cfg = compose_config(
         "eval",
         [
@@ -41,7 +50,7 @@ def test_each_ranker_trains_or_scores_and_evaluates(ranker, tmp_path, small_data
             "data.limit_val=4",
             "inference.show_progress=false",
             "eval.bootstrap_samples=100",
-            "inference.mixed_precision=no",
+            "inference.precision=fp32",
         ],
     )
     again = {r["method"]: r for r in evaluate.run(cfg)["rows"]}

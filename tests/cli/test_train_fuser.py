@@ -7,12 +7,14 @@ import json
 import pytest
 
 from blender.cli import evaluate, train_fuser
-from blender.data.tiny_models import build_tiny_model
 from blender.fuser.topk import RankerNotFoundError
+from blender.metrics import ROUGE
+from blender.mixinstruct.tiny_models import build_tiny_model
+from blender.records import DataSettings
 from tests.conftest import compose_config
 
 FAST = [
-    "inference.mixed_precision=no",
+    "inference.precision=fp32",
     "inference.show_progress=false",
     "tables.metrics=[bleu,rougeL]",
     "metrics.bertscore=null",
@@ -40,7 +42,18 @@ def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_
     assert summary["global_step"] == 2 and (tmp_path / "run" / "best" / "fuser_config.json").is_file()
     rows = {r["method"]: r for r in summary["eval"]["paper_tables"]["table2"]["rows"]}
     fused = rows["PairRanker (K=3) + GenFuser"]
-    assert fused["category"] == "LLM-Blender" and 0 <= fused["rougeL"] <= 1
+    # The row is the mean ROUGE-L of the answers it wrote against the references, recomputed here.
+    answers = [
+        json.loads(line)
+        for line in (tmp_path / "run" / "eval" / "fused_alpaca_blend_modern_val.jsonl").open()
+    ]
+    references = {r.id: r.output for r in DataSettings(path=str(small_dataset)).load("val", 4)}
+    by_hand = ROUGE("rougeL", show_progress=False).score(
+        [a["fused"] for a in answers], [references[a["id"]] for a in answers]
+    )
+    assert fused["category"] == "LLM-Blender" and fused["rougeL"] == pytest.approx(
+        sum(by_hand) / len(by_hand)
+    )
     assert "PairRanker + max_logits" in rows and "Oracle (bleu)" in rows
     assert (
         "PairRanker (K=3) + GenFuser"

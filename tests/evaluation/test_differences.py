@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from blender.data.schema import Candidate, Record
 from blender.evaluation.differences import paired_differences, render_differences
+from blender.records import Candidate, Record
 
 
 def record(k: int, first: float, second: float) -> Record:

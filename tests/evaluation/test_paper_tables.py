@@ -7,8 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from blender.cli import evaluate
-from blender.data import parse_record
 from blender.evaluation import (
     Method,
     available_metrics,
@@ -21,7 +19,9 @@ from blender.evaluation import (
     table3,
 )
 from blender.evaluation.paper_tables import best_shares, named_models_for
-from tests.conftest import compose_config, write_jsonl
+from blender.evaluation.reporting import EvalSettings, ReportSettings, report_split_tables
+from blender.records import DataSettings, parse_record
+from tests.conftest import write_jsonl
 
 # Per record: model -> (gpt4_pref, bleu, bertscore, text). d is always last by gpt4_pref.
 FIXTURE = [
@@ -180,28 +180,25 @@ def test_eval_writes_the_tables_from_a_scored_folder(tmp_path):
     write_jsonl(data_dir / "train.jsonl", unscored)
     write_jsonl(data_dir / "val.jsonl", unscored)
     write_jsonl(scores_dir / "val.jsonl", [r.to_dict() for r in records])
-    cfg = compose_config(
-        "eval",
-        [
-            f"checkpoint={tmp_path}/ckpt",
-            f"data.path={data_dir}",
-            f"output_dir={tmp_path / 'eval'}",
-            "eval.bootstrap_samples=50",
-        ],
-    )
+    data = DataSettings(path=str(data_dir))
+    report_settings = ReportSettings(evaluation=EvalSettings(bootstrap_samples=50))
     plain = [parse_record(r, "x") for r in unscored]
     ranker = Method("PairRanker + max_logits", scores=[np.arange(4.0)[::-1] for _ in records])
-    assert (
-        evaluate.write_paper_tables(cfg, plain, [ranker], "t", None, "val", tmp_path / "eval") is None
-    )  # no metrics on the eval split
-    cfg.tables.scores_path = str(scores_dir)
-    report = evaluate.write_paper_tables(cfg, plain, [ranker], "t", None, "val", tmp_path / "eval")
+
+    def tables() -> dict | None:
+        return report_split_tables(
+            plain, [ranker], "t", None, data, "val", tmp_path / "eval", report_settings
+        )
+
+    assert tables() is None  # no metrics on the eval split
+    report_settings.tables.scores_path = str(scores_dir)
+    report = tables()
     assert report["metrics"] == ["bertscore", "bleu"] and report["table2"]["named_models"] == ["b", "a"]
     assert by_name(report["table3"])["PairRanker + max_logits"]["footrule"] == pytest.approx((0 + 4 + 1) / 3)
     assert (tmp_path / "eval" / "table3_alpaca_blend_modern_val.md").is_file()
     write_jsonl(scores_dir / "val.jsonl", [r.to_dict() for r in records[:2]])
     with pytest.raises(Exception, match="not the eval split's"):
-        evaluate.write_paper_tables(cfg, plain, [ranker], "t", None, "val", tmp_path / "eval")
+        tables()
 
 
 def test_best_shares_count_ties_for_each():

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from blender.data import parse_record
 from blender.evaluation import Method, best_model_on, oracle_scores, ranking_table, render_markdown
-from blender.evaluation.evaluate import baseline_methods
+from blender.evaluation.methods import baseline_methods
+from blender.records import parse_record
 from tests.conftest import make_raw_record
 
 
@@ -87,3 +87,15 @@ def test_the_report_says_whose_answer_each_method_picks(records):
     assert "Whose answer each method picks (of 4; models by their mean gpt4_pref here, best first)" in text
     assert "| Method | m3 (0.800) | m2 (0.600) | m1 (0.400) | m0 (0.388) |" in text
     assert "| R | 0 | 0 | 2 | 2 |" in text and "| Oracle (gpt4_pref) | 3 | 0 | 0 | 1 |" in text
+
+
+def test_a_model_missing_from_some_records_is_named_not_dropped_silently(caplog):
+    records = [parse_record(make_raw_record(i), "t") for i in range(3)]
+    raw = make_raw_record(3)
+    raw["candidates"] = raw["candidates"][:-1]
+    raw["cmp_results"] = None
+    records.append(parse_record(raw, "t"))
+    with caplog.at_level("WARNING"):
+        names = [m.name for m in baseline_methods(records, "gpt4_pref")]
+    assert "model: m3" not in names and "model: m2" in names
+    assert "model m3 has no candidate in 1 of 4 records (first: test/3)" in caplog.text

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blender.data.schema import parse_record
-from blender.evaluation.report import write_pair_logits
 from blender.fuser import topk as topk_module
 from blender.fuser.topk import (
     RankerNotFoundError,
@@ -16,9 +14,11 @@ from blender.fuser.topk import (
     rankings_from_scores,
 )
 from blender.rankers.predict import InferenceSettings
+from blender.rankers.saved_scores import write_pair_logits
+from blender.records.schema import parse_record
 from tests.conftest import make_raw_record
 
-QUIET = InferenceSettings(show_progress=False)
+QUIET = InferenceSettings(precision="fp32", show_progress=False)
 
 
 def records(n: int = 3):
@@ -86,7 +86,7 @@ def test_torn_cache_line_is_ignored(tmp_path):
 
 
 def test_an_unreadable_saved_matrix_file_is_recomputed_not_trusted(tiny_ranker, tmp_path):
-    from blender.evaluation.report import read_pair_logits
+    from blender.rankers.saved_scores import read_pair_logits
 
     checkpoint = tmp_path / "run" / "best"
     tiny_ranker.save(checkpoint)
@@ -107,7 +107,9 @@ def test_one_order_computes_half_the_passes_and_saved_full_matrices_serve_it(
     one = TopKSettings(
         ranker_checkpoint=str(checkpoint), cache_dir=str(tmp_path / "cache"), pair_orders="one"
     )
-    both = TopKSettings(ranker_checkpoint=str(checkpoint), cache_dir=str(tmp_path / "cache"))
+    both = TopKSettings(
+        ranker_checkpoint=str(checkpoint), cache_dir=str(tmp_path / "cache"), pair_orders="both"
+    )
     passes = []
     score = predict.score_pairs
     monkeypatch.setattr(

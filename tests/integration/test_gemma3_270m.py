@@ -11,11 +11,12 @@ import pytest
 import torch
 import yaml
 
-from blender.data.backends import TransformersBackend
-from blender.data.generate import CandidateModel, GenerationSettings, build_prompt_ids, stop_criteria
 from blender.fuser.model import GenFuser, build_fuser
 from blender.fuser.training import FuserExample, causal_loss, encode_examples
 from blender.gguf_models import PROVENANCE_FILE
+from blender.mixinstruct.backends import TransformersBackend
+from blender.mixinstruct.candidate_models import CandidateGenerationSettings, CandidateModel
+from blender.mixinstruct.generate import build_prompt_ids, stop_criteria
 from blender.packaged_models import resolve_name_or_path
 
 pytestmark = pytest.mark.integration
@@ -82,7 +83,9 @@ def test_the_data_build_back_end_answers_with_it():
     model = CandidateModel(
         name="gemma-3-270m", checkpoint="gemma3-270m", template="one_shot", dtype="float32"
     )
-    settings = GenerationSettings(decoding_method="greedy", max_new_tokens=8, batch_size=2, device="cpu")
+    settings = CandidateGenerationSettings(
+        backend="transformers", decoding_method="greedy", max_new_tokens=8, batch_size=2, device="cpu"
+    )
     backend = TransformersBackend(model, settings)
     records = [{"instruction": e.instruction, "input": ""} for e in EXAMPLES]
     stop_ids, stop_strings = stop_criteria(backend.tokenizer, model, use_chat_template=False)

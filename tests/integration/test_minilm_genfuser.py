@@ -8,7 +8,7 @@ from blender.api import Blender
 from blender.fuser import GenerationSettings, GenFuser, build_fuser
 from blender.rankers import InferenceSettings, PairRanker, build_backbone
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_rank_and_fuse_on_minilm(tmp_path):
@@ -34,7 +34,7 @@ def test_rank_and_fuse_on_minilm(tmp_path):
         tmp_path / "ranker",
         device="cpu",
         fuser_checkpoint=tmp_path / "fuser",
-        inference=InferenceSettings(show_progress=False),
+        inference=InferenceSettings(precision="fp32", show_progress=False),
         generation=GenerationSettings(num_beams=2, max_new_tokens=6, show_progress=False),
     )
     instructions = ["Name a prime number.", "What colour is the sky?"]

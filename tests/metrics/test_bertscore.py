@@ -89,6 +89,7 @@ def test_missing_checkpoint_names_it(hub_offline: None) -> None:
         BERTScore("no-such-org/no-such-bert", num_layers=2, device="cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_minilm_equals_bert_score_package() -> None:
     records = [json.loads(line) for line in DATA.read_text().splitlines()[:3]]

@@ -309,6 +309,29 @@ def test_bad_key_fails_at_once_without_showing_it(
     assert SECRET not in caplog.text
 
 
+def test_a_server_masked_key_is_not_shown_either(
+    server: FakeChatServer, settings: JudgeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # OpenAI's 401 quotes the key's first 8 and last 4 characters around asterisks.
+    masked = SECRET[:8] + "*" * 12 + SECRET[-4:]
+    caplog.set_level(logging.DEBUG)
+    server.script.append(
+        Reply(status=401, body=f'{{"error": {{"message": "Incorrect API key provided: {masked}"}}}}')
+    )
+    with pytest.raises(JudgeError, match="HTTP 401") as error:
+        judge_split(make_records(1, [1, 2]), settings)
+    for part in (masked, SECRET[:8], SECRET[-4:]):
+        assert part not in str(error.value) and part not in caplog.text
+
+
+def test_a_key_given_where_its_variable_belongs_is_refused_without_echoing_it(
+    settings: JudgeSettings,
+) -> None:
+    with pytest.raises(ValueError, match="must name an environment variable") as error:
+        replace(settings, api_key_env=SECRET)
+    assert SECRET not in str(error.value) and SECRET[:8] not in str(error.value)
+
+
 def test_one_fatal_error_ends_the_others_retries(server: FakeChatServer, settings: JudgeSettings) -> None:
     server.script.append(Reply(status=401))
     server.paid_limit = 0  # every other request gets HTTP 500
@@ -382,6 +405,7 @@ judge_split(records, JudgeSettings(**job["settings"]))
 """
 
 
+@pytest.mark.slow
 def test_killed_process_restarts_without_paying_twice(
     server: FakeChatServer, settings: JudgeSettings, tmp_path: Path
 ) -> None:

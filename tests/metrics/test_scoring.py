@@ -14,9 +14,9 @@ import pytest
 import sacrebleu
 
 from blender.cli import score
-from blender.data import parse_record, read_jsonl
 from blender.metrics import BLEU, ROUGE, MetricLoadError
 from blender.metrics.scoring import ScoringError, check_scored, journal_path, read_scored, score_split
+from blender.records import parse_record, read_jsonl
 from tests.conftest import REPO, compose_config, make_raw_record, write_jsonl
 from tests.metrics.slow_metric import WordCount
 
@@ -183,6 +183,7 @@ def scoring_command(data_dir: Path, out_dir: Path, delay: float) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_scoring_killed_with_sigkill_and_restarted_scores_every_record_once(tmp_path):
     data_dir, out_dir = tmp_path / "data", tmp_path / "scores"
     write_jsonl(data_dir / "val.jsonl", [make_raw_record(i, N_CANDIDATES) for i in range(12)])

@@ -6,11 +6,11 @@ import torch
 from tokenizers.processors import TemplateProcessing
 from transformers import BertConfig, BertForMaskedLM
 
-from blender.data import parse_record
 from blender.rankers import InferenceSettings, MLMScorer, build_mlm_scorer, load_ranker
+from blender.records import parse_record
 from tests.conftest import make_raw_record, make_tiny_encoder, make_tiny_tokenizer
 
-QUIET = InferenceSettings(show_progress=False)
+QUIET = InferenceSettings(precision="fp32", show_progress=False)
 
 
 def tokenizer_with_mask():
@@ -60,7 +60,9 @@ def test_pll_equals_one_mask_at_a_time():
     tokenizer = tokenizer_with_mask()
     scorer = MLMScorer(tiny_mlm(tokenizer), tokenizer, head="mlm", candidate_max_length=5)
     record = parse_record(make_raw_record(0, 3), "t")
-    (scores,) = scorer.score_records([record], InferenceSettings(max_batch_size=3, show_progress=False))
+    (scores,) = scorer.score_records(
+        [record], InferenceSettings(precision="fp32", max_batch_size=3, show_progress=False)
+    )
     for k, candidate in enumerate(record.candidates):
         ids, _, positions = scorer.sequence(record.source, candidate.text)
         assert ids[0] == tokenizer.cls_token_id and positions == list(range(1, len(ids) - 1))

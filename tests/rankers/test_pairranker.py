@@ -3,16 +3,16 @@ import pytest
 import torch
 
 from blender.aggregation import pair_orders
-from blender.data import parse_record
 from blender.rankers import PairRanker, encode_records, full_matrices, score_pairs
 from blender.rankers.predict import InferenceSettings, length_sorted_batches, orientation_seed
-from tests.conftest import make_raw_record, make_tiny_encoder, make_tiny_tokenizer
+from blender.records import parse_record
+from tests.conftest import TINY_BUDGETS, make_raw_record, make_tiny_encoder, make_tiny_tokenizer
 
 
 def test_adds_markers_and_resizes_embeddings():
     tokenizer = make_tiny_tokenizer()
     n = len(tokenizer)
-    ranker = PairRanker(make_tiny_encoder(n), tokenizer, task_names=["a", "b"])
+    ranker = PairRanker(make_tiny_encoder(n), tokenizer, task_names=["a", "b"], **TINY_BUDGETS)
     assert len(tokenizer) == n + 3
     assert ranker.backbone.get_input_embeddings().weight.shape[0] == n + 3
     assert ranker.head[-1].out_features == 2
@@ -41,7 +41,9 @@ def test_scores_come_from_the_marker_positions(tiny_ranker):
 
 def test_pair_logit_is_mean_over_tasks():
     tokenizer = make_tiny_tokenizer()
-    ranker = PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["a", "b", "c"]).eval()
+    ranker = PairRanker(
+        make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["a", "b", "c"], **TINY_BUDGETS
+    ).eval()
     encoded = ranker.encoder.encode_record_texts("the", ["good", "bad"])
     batch = ranker.encoder.pad([ranker.encoder.pair_ids(encoded, 0, 1)])
     s1, s2 = ranker(**batch)
@@ -54,22 +56,32 @@ def test_scores_do_not_depend_on_batching_or_order(tiny_ranker):
     encoded = encode_records(tiny_ranker, records)
     triples = [(e, i, j) for e in range(6) for i in range(5) for j in range(5) if i != j]
     reference = score_pairs(
-        tiny_ranker, encoded, triples, InferenceSettings(max_batch_size=1, show_progress=False)
+        tiny_ranker,
+        encoded,
+        triples,
+        InferenceSettings(precision="fp32", max_batch_size=1, show_progress=False),
     )
     for settings in (
-        InferenceSettings(max_batch_size=8, show_progress=False),
-        InferenceSettings(max_batch_size=32, show_progress=False),
-        InferenceSettings(max_tokens=64, show_progress=False),
+        InferenceSettings(precision="fp32", max_batch_size=8, show_progress=False),
+        InferenceSettings(precision="fp32", max_batch_size=32, show_progress=False),
+        InferenceSettings(precision="fp32", max_tokens=64, show_progress=False),
     ):
         np.testing.assert_allclose(score_pairs(tiny_ranker, encoded, triples, settings), reference, atol=1e-5)
     shuffled = np.random.default_rng(0).permutation(len(triples))
     again = score_pairs(
-        tiny_ranker, encoded, [triples[k] for k in shuffled], InferenceSettings(show_progress=False)
+        tiny_ranker,
+        encoded,
+        [triples[k] for k in shuffled],
+        InferenceSettings(precision="fp32", show_progress=False),
     )
     np.testing.assert_allclose(again, reference[shuffled], atol=1e-5)
     # A record's matrix is the same whether it is ranked alone or with others.
-    alone = full_matrices(tiny_ranker, records[2:3], InferenceSettings(show_progress=False))[0]
-    together = full_matrices(tiny_ranker, records, InferenceSettings(show_progress=False))[2]
+    alone = full_matrices(
+        tiny_ranker, records[2:3], InferenceSettings(precision="fp32", show_progress=False)
+    )[0]
+    together = full_matrices(tiny_ranker, records, InferenceSettings(precision="fp32", show_progress=False))[
+        2
+    ]
     np.testing.assert_allclose(alone, together, atol=1e-5)
     assert np.all(np.diag(together) == 0)
 
@@ -78,7 +90,7 @@ def test_one_order_runs_half_the_passes_and_keeps_their_logits(tiny_ranker, monk
     import blender.rankers.predict as predict
 
     records = [parse_record(make_raw_record(k), "t") for k in range(2)]
-    settings = InferenceSettings(show_progress=False)
+    settings = InferenceSettings(precision="fp32", show_progress=False)
     both = full_matrices(tiny_ranker, records, settings)
     counted = []
     score = predict.score_pairs
@@ -109,7 +121,7 @@ def test_save_and_load_round_trip(tiny_ranker, tmp_path):
     loaded = PairRanker.load(tmp_path / "ckpt")
     assert loaded.settings() == tiny_ranker.settings()
     records = [parse_record(make_raw_record(0), "t")]
-    settings = InferenceSettings(show_progress=False)
+    settings = InferenceSettings(precision="fp32", show_progress=False)
     np.testing.assert_allclose(
         full_matrices(loaded, records, settings)[0],
         full_matrices(tiny_ranker, records, settings)[0],
@@ -124,7 +136,9 @@ def test_load_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
 
 def test_length_hint_is_saved_with_the_checkpoint(tmp_path):
     tokenizer = make_tiny_tokenizer()
-    ranker = PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], length_hint=True)
+    ranker = PairRanker(
+        make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], length_hint=True, **TINY_BUDGETS
+    )
     ranker.save(tmp_path / "ckpt")
     assert PairRanker.load(tmp_path / "ckpt").encoder.length_hint is True
 
@@ -143,7 +157,9 @@ def test_budgets_longer_than_the_backbones_positions_fail_at_construction():
 
 def test_mean_pooling_averages_each_part_and_ignores_padding(tmp_path):
     tokenizer = make_tiny_tokenizer()
-    ranker = PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], pooling="mean").eval()
+    ranker = PairRanker(
+        make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], pooling="mean", **TINY_BUDGETS
+    ).eval()
     encoded = ranker.encoder.encode_record_texts("the answer", ["good", "bad a"])
     ids = ranker.encoder.pair_ids(encoded, 0, 1)
     batch = ranker.encoder.pad([ids, ids + ids[:3]])  # row 0 gets 3 padding tokens
@@ -165,4 +181,6 @@ def test_mean_pooling_averages_each_part_and_ignores_padding(tmp_path):
 def test_an_unknown_pooling_is_refused():
     tokenizer = make_tiny_tokenizer()
     with pytest.raises(ValueError, match=r"ranker.pooling='cls' is not one of \('marker', 'mean'\)"):
-        PairRanker(make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], pooling="cls")
+        PairRanker(
+            make_tiny_encoder(len(tokenizer)), tokenizer, task_names=["q"], pooling="cls", **TINY_BUDGETS
+        )

@@ -3,11 +3,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from blender.data import parse_record
 from blender.rankers import InferenceSettings, PointwiseRanker, SimCLS, SummaReranker, load_ranker
+from blender.records import parse_record
 from tests.conftest import make_raw_record, make_tiny_encoder, make_tiny_tokenizer
 
-QUIET = InferenceSettings(show_progress=False)
+QUIET = InferenceSettings(precision="fp32", show_progress=False)
 
 
 def summareranker(tasks=("q",)) -> SummaReranker:
@@ -63,8 +63,12 @@ def test_summareranker_reads_source_and_one_candidate_at_the_first_token():
 
 def test_summareranker_scores_do_not_depend_on_batching():
     ranker, data = summareranker(), records(4, 5)
-    one = ranker.score_records(data, InferenceSettings(max_batch_size=1, show_progress=False))
-    many = ranker.score_records(data, InferenceSettings(max_batch_size=64, show_progress=False))
+    one = ranker.score_records(
+        data, InferenceSettings(precision="fp32", max_batch_size=1, show_progress=False)
+    )
+    many = ranker.score_records(
+        data, InferenceSettings(precision="fp32", max_batch_size=64, show_progress=False)
+    )
     for a, b in zip(one, many, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert ranker.forward_passes(data[0]) == 5

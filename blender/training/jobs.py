@@ -1,0 +1,313 @@
+"""The jobs behind `make train-ranker` and `make train-fuser`: load the data, build the model, train, evaluate.
+
+Each takes one typed job description (what the Hydra config holds, as plain settings objects), so the whole
+"train, then evaluate" runs from Python without Hydra; `blender.cli` only turns a config into a job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from accelerate.utils import set_seed
+
+from blender.evaluation.checkpoint_report import report_fused, report_ranker
+from blender.evaluation.ranking import Method
+from blender.evaluation.reporting import ReportSettings, best_single_model
+from blender.files import file_digest, write_json_atomic
+from blender.fuser.model import GenerationSettings, GenFuser
+from blender.fuser.topk import TopKSettings, ranker_rankings
+from blender.fuser.training import fuser_examples, train_fuser
+from blender.rankers.backbone import BackboneSettings
+from blender.rankers.predict import InferenceSettings
+from blender.rankers.registry import get_kind, load_ranker
+from blender.records import DataSettings, find_split_file
+from blender.training.checkpoints import flatten_settings, run_folder_lock
+from blender.training.loop import LoggerSettings, TrainSettings
+from blender.training.rankers import train_ranker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RankerSettings:
+    """Which ranker and how its examples are drawn (`conf/ranker/*.yaml`).
+
+    Attributes:
+        kind: a key of `blender.rankers.registry.RANKERS` (or `package.module:KIND`).
+        model: the kind's model settings (its constructor's arguments besides backbone and tasks).
+        sampling: the kind's `sampling` settings (None for a kind with nothing to train).
+    """
+
+    kind: str = "pairranker"
+    model: dict[str, Any] = field(default_factory=dict)
+    sampling: dict[str, Any] | None = None
+
+
+@dataclass
+class RankerJob:
+    """Train a ranker, then evaluate its best checkpoint (`make train-ranker`)."""
+
+    data: DataSettings
+    backbone: BackboneSettings
+    ranker: RankerSettings
+    trainer: TrainSettings
+    output_dir: Path
+    report: ReportSettings = field(default_factory=ReportSettings)
+    logger: LoggerSettings = field(default_factory=LoggerSettings)
+    evaluate_after_training: bool = True
+    run_config: dict[str, Any] | None = None
+
+
+# Settings that change no weight: how often it logs and saves, bars, and how to resume.
+_BOOKKEEPING = ("show_progress", "log_every_steps", "save_every_steps", "resume")
+
+
+def data_fingerprint(data: DataSettings, splits: Sequence[str]) -> dict[str, Any]:
+    """The data settings and, per split read, the sha256 of its file (or the hub id it comes from)."""
+    files = {}
+    for split in dict.fromkeys(splits):
+        if data.path is None:
+            files[split] = f"hub:{data.hub_id}"
+        else:
+            files[split] = file_digest(find_split_file(data.path, split))
+    return {"data": asdict(data), "data_files": files}
+
+
+def run_fingerprint(
+    data: DataSettings, trainer: TrainSettings, inference: InferenceSettings, **model: Any
+) -> dict:
+    """What shapes a training run, flat: the data (and its files' digests), the model's settings, the trainer's
+    (but its bookkeeping) and the precision validation runs at."""
+    trainer_settings = {k: v for k, v in asdict(trainer).items() if k not in _BOOKKEEPING}
+    sections = {
+        **data_fingerprint(data, (data.train_split, data.val_split)),
+        **model,
+        "trainer": trainer_settings,
+        "inference": {"precision": inference.precision},
+    }
+    return flatten_settings(json.loads(json.dumps(sections, default=str)))
+
+
+@contextlib.contextmanager
+def _hold_run_folder(output_dir: Path) -> Iterator[None]:
+    """The run folder's lock, taken by the main process only (every process of a multi-process run shares it)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    with run_folder_lock(output_dir):
+        yield
+
+
+def train_and_evaluate_ranker(job: RankerJob) -> dict[str, Any]:
+    """Train `job.ranker` on the train split (validating on val), then report the best checkpoint on the eval split.
+
+    Returns:
+        The training summary, with the evaluation's ranking table under "eval".
+    """
+    with _hold_run_folder(Path(job.output_dir)):
+        return _train_and_evaluate_ranker(job)
+
+
+def _train_and_evaluate_ranker(job: RankerJob) -> dict[str, Any]:
+    data, output_dir = job.data, Path(job.output_dir)
+    train = data.load(data.train_split, data.limit_train)
+    val = data.load(data.val_split, data.limit_val)
+    best_model = best_single_model(train, data)
+    kind = get_kind(job.ranker.kind)
+    sampling = kind.sampling(**(job.ranker.sampling or {})) if kind.trainable else None
+    # Seeded before the model is built: the head and the new marker embeddings start from random weights, and
+    # drawn from an unseeded process they made two runs of one config differ by as much as the recipes did.
+    set_seed(job.trainer.seed)
+    ranker = kind.build(dict(job.ranker.model), job.backbone, list(data.signals))
+    if not kind.trainable:
+        log.info("%s has nothing to train: scoring with the model as it is", kind.name)
+        ranker.save(output_dir / "best")
+        summary: dict[str, Any] = {"best_value": None, "best_epoch": None, "global_step": 0, "trained": False}
+    else:
+        summary = train_ranker(
+            ranker,
+            train,
+            val,
+            list(data.signals),
+            data.val_oracle,
+            best_model,
+            sampling,
+            job.trainer,
+            output_dir,
+            job.report.inference,
+            job.logger,
+            job.run_config,
+            kind,
+            fingerprint=run_fingerprint(
+                data,
+                job.trainer,
+                job.report.inference,
+                backbone=asdict(job.backbone),
+                ranker=asdict(job.ranker),
+            ),
+        )
+        log.info(
+            "training done: best %s = %s at epoch %s",
+            job.trainer.best_metric,
+            summary["best_value"],
+            summary["best_epoch"],
+        )
+    if job.evaluate_after_training and (output_dir / "best").is_dir():
+        best = load_ranker(output_dir / "best")
+        eval_records = val if data.eval_split == data.val_split else data.load(data.eval_split)
+        summary["eval"] = report_ranker(
+            best,
+            eval_records,
+            train,
+            data,
+            data.eval_split,
+            output_dir / "eval",
+            output_dir / "best",
+            job.report,
+        )
+    return summary
+
+
+@dataclass
+class FuserJob:
+    """Train a GenFuser on a ranker's top-K, then fuse and score the eval split (`make train-fuser`).
+
+    Attributes:
+        build_fuser: makes the untrained fuser (called after seeding: its new weights are drawn then).
+        generation: the decoding of the evaluation's fused answers.
+        shuffle_candidates: shuffle the K candidates of each training example every epoch (the original).
+        train_limit: the fuser learns from the first N train instructions (only their top-K is computed); the
+            best single model and Table 2's named models are still chosen on the whole train split. None: all.
+        val_loss_limit: the val instructions the val loss (the best checkpoint) is measured on; None: all.
+            Fusing and scoring always cover the whole eval split.
+    """
+
+    data: DataSettings
+    build_fuser: Callable[[], GenFuser]
+    topk: TopKSettings
+    trainer: TrainSettings
+    output_dir: Path
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    shuffle_candidates: bool = True
+    train_limit: int | None = None
+    val_loss_limit: int | None = None
+    report: ReportSettings = field(default_factory=ReportSettings)
+    logger: LoggerSettings = field(default_factory=LoggerSettings)
+    evaluate_after_training: bool = True
+    run_config: dict[str, Any] | None = None
+
+
+def train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
+    """Rank train and val (cached), train the fuser on the top-K, then fuse the eval split and write Table 2.
+
+    Returns:
+        The training summary, with the fused row's report under "eval".
+    """
+    with _hold_run_folder(Path(job.output_dir)):
+        return _train_and_evaluate_fuser(job)
+
+
+def _train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
+    data, topk, inference = job.data, job.topk, job.report.inference
+    phases: dict[str, float] = {}  # seconds per phase, logged and written to <run>/phases.json
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        phases[name] = round(now - clock[0], 1)
+        clock[0] = now
+
+    train = data.load(data.train_split, data.limit_train)
+    val = data.load(data.val_split, data.limit_val)
+    fuser_train = train[: job.train_limit] if job.train_limit is not None else train
+    lap("load_data")
+    train_rankings, train_source = ranker_rankings(fuser_train, data.train_split, data.name, topk, inference)
+    lap("topk_train")
+    # `topk.pair_orders` may halve the train split's cost; val and eval are ranked on the full matrix, as
+    # `make eval` and inference rank them, so the fused row reads the same top-K everywhere.
+    full = replace(topk, pair_orders="both")
+    val_rankings, val_source = ranker_rankings(val, data.val_split, data.name, full, inference)
+    lap("topk_val")
+    log.info(
+        "top-K (K=%d, %s): train %s, val %s",
+        topk.k,
+        topk.selection,
+        train_source.get("source"),
+        val_source.get("source"),
+    )
+    # Before the model: its new weights (cross-attention, LoRA adapters, or all of a random config) are drawn here.
+    set_seed(job.trainer.seed)
+    fuser = job.build_fuser()
+    lap("build_fuser")
+    output_dir = Path(job.output_dir)
+    val_loss_records = val[: job.val_loss_limit] if job.val_loss_limit is not None else val
+    summary = train_fuser(
+        fuser,
+        fuser_examples(fuser, fuser_train, train_rankings, topk.k),
+        fuser_examples(fuser, val_loss_records, val_rankings[: len(val_loss_records)], topk.k),
+        job.trainer,
+        output_dir,
+        shuffle_candidates=job.shuffle_candidates,
+        logger=job.logger,
+        run_config=job.run_config,
+        fingerprint=run_fingerprint(
+            data,
+            job.trainer,
+            inference,
+            fuser=(job.run_config or {}).get("fuser"),
+            topk=asdict(topk),
+            shuffle_candidates=job.shuffle_candidates,
+            train_limit=job.train_limit,
+            val_loss_limit=job.val_loss_limit,
+        ),
+    )
+    lap("train")
+    log.info(
+        "training done: best %s = %s at epoch %s",
+        job.trainer.best_metric,
+        summary["best_value"],
+        summary["best_epoch"],
+    )
+    if job.evaluate_after_training and (output_dir / "best").is_dir():
+        if data.eval_split == data.val_split:
+            records, rankings, source = val, val_rankings, val_source
+        else:
+            records = data.load(data.eval_split, data.limit_val)
+            rankings, source = ranker_rankings(records, data.eval_split, data.name, full, inference)
+        best = GenFuser.load(output_dir / "best", job.generation)
+        rankers = []
+        if topk.selection == "ranker" and all(s is not None for s in source["scores"]):
+            rankers = [
+                Method(f"PairRanker + {topk.aggregation}", scores=[np.asarray(s) for s in source["scores"]])
+            ]
+        lap("load_best")
+        summary["eval"] = report_fused(
+            best,
+            str(output_dir / "best"),
+            records,
+            rankings,
+            topk.k,
+            topk.selection,
+            rankers,
+            train,
+            data,
+            data.eval_split,
+            output_dir / "eval",
+            job.report,
+        )
+        phases.update({f"eval/{k}": v for k, v in summary["eval"].get("seconds", {}).items()})
+        lap("eval")
+    summary["phases"] = phases
+    log.info("phases (s): %s", ", ".join(f"{k} {v:.0f}" for k, v in phases.items()))
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json_atomic(output_dir / "phases.json", phases)
+    return summary

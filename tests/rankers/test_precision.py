@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from blender.aggregation import max_logits
+from blender.rankers.precision import PRECISIONS, model_for_precision
+from blender.rankers.predict import InferenceSettings, full_matrices
+from blender.records import parse_record
+from tests.conftest import make_raw_record
+
+
+def quiet(precision: str) -> InferenceSettings:
+    return InferenceSettings(precision=precision, show_progress=False)
+
+
+@pytest.fixture
+def records():
+    return [parse_record(make_raw_record(i, n_candidates=5), "t") for i in range(6)]
+
+
+def test_int8_scores_agree_with_fp32_within_one_percent_of_the_largest_logit(tiny_ranker, records):
+    with torch.no_grad():  # a head 10x the default spreads the logits over several units
+        tiny_ranker.head[-1].weight.mul_(10)
+    fp32 = full_matrices(tiny_ranker, records, quiet("fp32"))
+    int8 = full_matrices(tiny_ranker, records, quiet("int8"))
+    largest = max(float(np.abs(m).max()) for m in fp32)
+    worst = max(float(np.abs(a - b).max()) for a, b in zip(fp32, int8, strict=True))
+    assert largest > 1.0
+    # The stated tolerance: 1% of the largest |logit| (measured here: 0.13%). Quantization did run: the
+    # scores are not bit-identical.
+    assert 0 < worst <= 0.01 * largest
+    assert [int(np.argmax(max_logits(m))) for m in int8] == [int(np.argmax(max_logits(m))) for m in fp32]
+
+
+def test_int8_copy_quantizes_the_encoder_only_and_is_made_once_per_weights(tiny_ranker):
+    quantized = model_for_precision(tiny_ranker, "int8")
+    assert quantized is not tiny_ranker
+    dynamic = torch.ao.nn.quantized.dynamic.Linear
+    backbone_linears = [type(m) for m in quantized.backbone.modules() if isinstance(m, nn.Linear | dynamic)]
+    assert len(backbone_linears) == 2 * 6 and set(backbone_linears) == {
+        dynamic
+    }  # 2 layers × (q k v o up down)
+    assert [type(m) for m in quantized.head if isinstance(m, nn.Linear | dynamic)] == [nn.Linear, nn.Linear]
+    assert not any(isinstance(m, dynamic) for m in tiny_ranker.modules())  # the ranker itself is untouched
+    assert model_for_precision(tiny_ranker, "int8") is quantized
+    with torch.no_grad():
+        tiny_ranker.head[-1].weight.add_(1.0)  # new weights: a new copy, so int8 never runs stale weights
+    assert model_for_precision(tiny_ranker, "int8") is not quantized
+    assert model_for_precision(tiny_ranker, "bf16") is tiny_ranker
+
+
+def test_precision_is_checked_where_it_is_set():
+    assert PRECISIONS == ("fp32", "bf16", "fp16", "int8")
+    with pytest.raises(ValueError, match="inference.precision='no'.*fp32.*int8"):
+        InferenceSettings(precision="no")
+    with pytest.raises(ValueError, match="inference.precision='onnx'"):
+        InferenceSettings(precision="onnx")
+
+
+def test_pointwise_rankers_refuse_int8_rather_than_run_fp32(records):
+    from blender.rankers.predict import autocast_context
+
+    with pytest.raises(ValueError, match="int8 is implemented for PairRanker"):
+        autocast_context(torch.device("cpu"), "int8")
