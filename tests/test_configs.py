@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from blender.cli.common import to_dict
 from blender.cli.train_ranker import ranker_job
-from blender.fuser import GenerationSettings, GenFuser, PackingSettings, TopKSettings
+from blender.fuser import FinetuneSettings, GenerationSettings, GenFuser, PackingSettings, TopKSettings
 from blender.fuser.model import KINDS
 from blender.rankers import PairRanker, build_ranker
 from blender.rankers.pairranker import PairSampling
@@ -77,6 +77,7 @@ def test_train_fuser_composes(fuser, tmp_path):
     assert fuser_cfg["kind"] in KINDS and fuser_cfg["_target_"] == "blender.fuser.build_fuser"
     PackingSettings(**fuser_cfg["packing"])
     GenerationSettings(**fuser_cfg["generation"])
+    FinetuneSettings(**fuser_cfg.get("finetuning") or {})
 
 
 def test_tiny_fuser_builds(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 
 from blender.cli.common import to_dict
 from blender.evaluation.reporting import EvalSettings, FuseSettings, TableSettings
+from blender.fuser.finetuning import FinetuneSettings
 from blender.fuser.model import GenerationSettings
 from blender.fuser.packing import PackingSettings
 from blender.fuser.topk import TopKSettings
@@ -118,6 +119,12 @@ CASES = {
     "train_fuser.yaml: topk": (TopKSettings, lambda: node("train_fuser", "topk")),
     "the default fuser: packing": (PackingSettings, lambda: node("train_fuser", "fuser.packing")),
     "the default fuser: generation": (GenerationSettings, lambda: node("train_fuser", "fuser.generation")),
+    # mode is left out: its default, "full", is what every fuser config without a finetuning block means (Flan-T5,
+    # MiniLM, Qwen); the default fuser asks for LoRA in its own block.
+    "the default fuser: finetuning": (
+        FinetuneSettings,
+        lambda: without(node("train_fuser", "fuser.finetuning"), "mode"),
+    ),
     "eval.yaml: fuse": (FuseSettings, lambda: node("eval", "fuse")),
     "data_build/mixinstruct.yaml: generation": (
         CandidateGenerationSettings,

@@ -32,6 +32,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         output_dir=Path(cfg.output_dir),
         generation=settings(GenerationSettings, cfg.fuser.generation),
         shuffle_candidates=cfg.shuffle_candidates,
+        train_limit=cfg.get("train_limit"),
+        val_loss_limit=cfg.get("val_loss_limit"),
         report=report_settings(cfg),
         logger=settings(LoggerSettings, cfg.logger),
         evaluate_after_training=cfg.evaluate_after_training,

@@ -14,30 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from blender.aggregation import forward_passes, get_aggregation
-from blender.evaluation.methods import evaluate_ranker_with_methods
+from blender.aggregation import get_aggregation
+from blender.evaluation.differences import paired_differences, render_differences
 from blender.evaluation.paper_report import report_paper_tables
 from blender.evaluation.paper_tables import METRIC_TITLES, available_metrics, named_models_for
-from blender.evaluation.preference import report_preference
 from blender.evaluation.ranking import Method, best_model_on
-from blender.evaluation.report import print_table, write_report
+from blender.files import write_json_atomic, write_text_atomic
 from blender.fuser.fused import (
-    FUSED_FIELD,
     FusedAnswers,
-    fuse_records,
-    fused_row_name,
-    judge_fused,
-    load_fused,
-    save_fused,
 )
-from blender.fuser.model import GenerationSettings, GenFuser
-from blender.fuser.topk import rankings_from_scores
 from blender.metrics.base import build_metrics
-from blender.metrics.judge import JudgeSettings, PairwiseJudge
+from blender.metrics.judge import JudgeSettings
 from blender.metrics.scoring import read_scored, score_split
 from blender.rankers.predict import InferenceSettings
-from blender.rankers.registry import kind_of, load_ranker
-from blender.rankers.saved_scores import read_pair_logits, write_candidate_scores, write_pair_logits
 from blender.records import DataSettings, Record, RecordError, find_split_file, read_jsonl
 from blender.settings import check_types, require_positive
 
@@ -99,12 +88,15 @@ class FuseSettings:
     Attributes:
         k: candidates fused (paper: 3), the ranker's top-K by MaxLogits.
         generation: decoding overrides (`GenerationSettings` fields); None: as saved with the fuser.
+        zero_shot: also fuse with the `fuser` config's pretrained model, never trained on fusion (same prompt and
+            decoding), and report its row and its paired difference to the trained fuser's.
     """
 
     CONFIG_KEY: ClassVar[str] = "fuse"
 
     k: int = 3
     generation: dict[str, Any] | None = None
+    zero_shot: bool = False
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -194,16 +186,18 @@ def report_split_tables(
     split: str,
     output_dir: Path,
     report: ReportSettings,
-    fused: FusedAnswers | None = None,
+    fused: FusedAnswers | Sequence[FusedAnswers] | None = None,
     scored_elsewhere: Sequence[Path] = (),
 ) -> dict | None:
     """Table 2 / Table 3 next to the ranking table, when the split's candidates carry reference metrics; with
-    `fused`, its answers are scored by `report.metric_set` and get their Table 2 row. Candidates without
-    `make score` output are scored here, unless one of `scored_elsewhere` already holds them scored."""
+    `fused`, each answer set is scored by `report.metric_set` and gets its Table 2 row (two sets: their paired
+    difference too). Candidates without `make score` output are scored here, unless one of `scored_elsewhere`
+    already holds them scored."""
     tables = report.tables
     scored = scored_records(records, tables.scores_path, data.name, split)
     extra_outputs, metric_keys = None, list(tables.metrics)
-    if fused is not None:
+    answer_sets = [fused] if isinstance(fused, FusedAnswers) else list(fused or [])
+    if answer_sets:
         metrics = build_metrics(report.metric_set or {})
         metric_keys = [m for m in metric_keys if m in metrics]
         if not available_metrics(scored, metric_keys):
@@ -211,8 +205,9 @@ def report_split_tables(
             scored = read_scored(scored_elsewhere, scored, list(metrics)) or score_split(
                 scored, metrics, output_dir / f"scored_{data.name}_{split}.jsonl"
             )
-        scored = fused.attach(scored, metrics)
-        extra_outputs = {fused.row_name: FUSED_FIELD}
+        for answers in answer_sets:
+            scored = answers.attach(scored, metrics)
+        extra_outputs = {a.row_name: a.field for a in answer_sets}
     if not available_metrics(scored, metric_keys):
         log.info(
             "no reference-metric scores %s on %s %s: Table 2 / Table 3 skipped (make score, then "
@@ -238,131 +233,35 @@ def report_split_tables(
         n_boot=report.evaluation.bootstrap_samples,
         seed=report.evaluation.seed,
     )
+    if len(answer_sets) == 2:
+        first, second = answer_sets
+        differences = paired_differences(
+            scored,
+            first.field,
+            second.field,
+            paper["metrics"],
+            report.evaluation.bootstrap_samples,
+            report.evaluation.seed,
+        )
+        stem = output_dir / f"fused_difference_{data.name}_{split}"
+        title_diff = f"{data.name} {split}: fused answers compared"
+        paper["files"] += [
+            str(
+                write_json_atomic(
+                    stem.with_suffix(".json"),
+                    {"first": first.row_name, "second": second.row_name, "metrics": differences},
+                )
+            ),
+            str(
+                write_text_atomic(
+                    stem.with_suffix(".md"),
+                    render_differences(differences, first.row_name, second.row_name, title_diff),
+                )
+            ),
+        ]
+        paper["differences"] = differences
     log.info("wrote %s", ", ".join(paper["files"]))
     return paper
-
-
-def report_ranker(
-    ranker: Any,
-    records: list[Record],
-    train: Sequence[Record],
-    data: DataSettings,
-    split: str,
-    output_dir: str | os.PathLike,
-    checkpoint: str | os.PathLike,
-    report: ReportSettings,
-    fuser: GenFuser | None = None,
-    fuser_checkpoint: str | os.PathLike | None = None,
-    fuse: FuseSettings | None = None,
-) -> dict:
-    """The ranking table (printed, Markdown, JSON), the saved scores (a pairwise ranker's N×N logits, a pointwise
-    one's N scores) and, when the split carries reference metrics, Table 2 / Table 3; with `fuser`, the fused
-    row of its top-K instead. `make eval` and the end of `make train-ranker` run this.
-
-    Returns:
-        The ranking table, with "fused" or "paper_tables" added when written.
-    """
-    output_dir, checkpoint = Path(output_dir), str(checkpoint)
-    if data.format == "preference":
-        return report_preference(ranker, records, data, split, output_dir, checkpoint, report)
-    kind = kind_of(ranker)
-    best_model = best_single_model(train, data)
-    inference = report.inference
-    logits_file = output_dir / f"pair_logits_{data.name}_{split}.npz"
-    # `make eval` right after `make train-ranker` reads the same checkpoint's matrices instead of recomputing
-    # them (minutes on a CPU); any change of records, weights or precision recomputes.
-    saved = read_pair_logits(logits_file, records, checkpoint, inference.precision) if kind.pairwise else None
-    table, rankers, matrices = evaluate_ranker_with_methods(
-        ranker,
-        records,
-        best_model,
-        data.oracle,
-        list(report.evaluation.aggregations),
-        inference,
-        report.evaluation.bootstrap_samples,
-        report.evaluation.seed,
-        saved_logits=saved,
-    )
-    table.update(dataset=data.name, split=split, checkpoint=checkpoint, ranker=kind.name)
-    title = f"{data.name} {split}: {getattr(ranker, 'label', kind.name)} ({checkpoint})"
-    print_table(table, title)
-    markdown, _ = write_report(table, output_dir, f"ranking_{data.name}_{split}", title)
-    ids, models = [r.id for r in records], [r.models for r in records]
-    if matrices is not None and saved is None:
-        # The full matrix's time per instruction (each aggregation's row scales it by its share of passes).
-        first = rankers[0]
-        n_candidates = int(sum(len(r.candidates) for r in records) / len(records))  # as ranker_methods
-        seconds = first.seconds * forward_passes("max_logits", n_candidates) / first.forward_passes
-        write_pair_logits(logits_file, ids, models, matrices, seconds, inference.precision)
-    elif matrices is None:
-        scores_file = output_dir / f"candidate_scores_{data.name}_{split}.npz"
-        write_candidate_scores(scores_file, ids, models, list(rankers[0].scores))
-    log.info("wrote %s", markdown)
-    if fuser is not None:
-        # The fused row: the fuser reads this ranker's top-K (MaxLogits, the paper's) of the split.
-        pick = next((m for m in rankers if m.name.endswith("max_logits")), rankers[0])
-        fuse = fuse or FuseSettings()
-        rankings = rankings_from_scores(pick.scores)
-        table["fused"] = report_fused(
-            fuser,
-            str(fuser_checkpoint),
-            records,
-            rankings,
-            fuse.k,
-            "ranker",
-            rankers,
-            train,
-            data,
-            split,
-            output_dir,
-            report,
-        )
-    elif report.tables.enabled:
-        table["paper_tables"] = report_split_tables(
-            records, rankers, title, train, data, split, output_dir, report
-        )
-    return table
-
-
-def report_fused(
-    fuser: GenFuser,
-    fuser_checkpoint: str,
-    records: list[Record],
-    rankings: list[list[int]],
-    k: int,
-    selection: str,
-    rankers: Sequence[Method],
-    train: Sequence[Record] | None,
-    data: DataSettings,
-    split: str,
-    output_dir: str | os.PathLike,
-    report: ReportSettings,
-) -> dict:
-    """Fuse each record's top-K (or reuse answers saved for the same top-K and fuser), score them with
-    `report.metric_set`, place them with `report.judge` when set, and write Table 2 / Table 3 with the fused
-    row. Shared by `make train-fuser` and `make eval fuser_checkpoint=...`."""
-    output_dir = Path(output_dir)
-    answers_file = output_dir / f"fused_{data.name}_{split}.jsonl"
-    texts = None
-    # Answers written here before, or by `make train-fuser` beside the fuser (`<run>/eval`), for the same top-K.
-    for saved in dict.fromkeys([answers_file, Path(fuser_checkpoint).parent / "eval" / answers_file.name]):
-        texts = texts or load_fused(saved, records, rankings, k, fuser_checkpoint)
-    if texts is None:
-        texts = fuse_records(fuser, records, rankings, k)
-        save_fused(answers_file, records, rankings, k, texts, fuser_checkpoint)
-        log.info("wrote %s", answers_file)
-    gpt_ranks = None
-    if report.judge is not None:
-        with PairwiseJudge(report.judge) as judge:
-            gpt_ranks = judge_fused(records, texts, judge)
-    fused = FusedAnswers(fused_row_name(k, selection), texts, gpt_ranks)
-    title = f"{data.name} {split}: {fused.row_name} ({fuser_checkpoint})"
-    # Candidates scored by `make train-fuser` beside the fuser: `make eval` reads them instead of scoring again.
-    scored_beside_fuser = Path(fuser_checkpoint).parent / "eval" / f"scored_{data.name}_{split}.jsonl"
-    paper = report_split_tables(
-        records, rankers, title, train, data, split, output_dir, report, fused, [scored_beside_fuser]
-    )
-    return {"answers": str(answers_file), "row": fused.row_name, "paper_tables": paper}
 
 
 def score_and_report(
@@ -422,27 +321,3 @@ def score_and_report(
         log.info("wrote %s", ", ".join(paper["files"]))
         summary["tables"] = paper
     return summary
-
-
-def evaluate_checkpoint(
-    checkpoint: str | os.PathLike,
-    data: DataSettings,
-    split: str,
-    output_dir: str | os.PathLike,
-    report: ReportSettings,
-    fuser_checkpoint: str | os.PathLike | None = None,
-    fuse: FuseSettings | None = None,
-) -> dict:
-    """`make eval`: load a ranker checkpoint (any kind) and report it on `split`; with `fuser_checkpoint`, the
-    fused row of its top-K too."""
-    ranker = load_ranker(checkpoint)
-    records = data.load(split, data.limit_val)
-    train = data.load(data.train_split, data.limit_train)
-    fuser = None
-    if fuser_checkpoint is not None:
-        fuse = fuse or FuseSettings()
-        generation = GenerationSettings(**fuse.generation) if fuse.generation is not None else None
-        fuser = GenFuser.load(fuser_checkpoint, generation)
-    return report_ranker(
-        ranker, records, train, data, split, output_dir, checkpoint, report, fuser, fuser_checkpoint, fuse
-    )

@@ -28,12 +28,15 @@ from blender.records.schema import Candidate, Record
 log = logging.getLogger(__name__)
 
 FUSED_FIELD = "fused"
+ZERO_SHOT_FIELD = "fused_zero_shot"
 FUSED_MODEL = "genfuser"
 
 
-def fused_row_name(k: int, selection: str = "ranker") -> str:
-    """The Table 2 row: "PairRanker (K=3) + GenFuser", or "Random (K=3) + GenFuser" for the ablation."""
-    return f"{'PairRanker' if selection == 'ranker' else 'Random'} (K={k}) + GenFuser"
+def fused_row_name(k: int, selection: str = "ranker", zero_shot: bool = False) -> str:
+    """The Table 2 row: "PairRanker (K=3) + GenFuser", "Random (K=3) + GenFuser" for the ablation, with
+    " (zero-shot)" for the pretrained fuser that was never trained on fusion."""
+    name = f"{'PairRanker' if selection == 'ranker' else 'Random'} (K={k}) + GenFuser"
+    return f"{name} (zero-shot)" if zero_shot else name
 
 
 def fuse_records(
@@ -99,9 +102,13 @@ def load_fused(
 
 
 def attach_fused(
-    records: Sequence[Record], fused: Sequence[str], metrics: Mapping[str, ReferenceMetric]
+    records: Sequence[Record],
+    fused: Sequence[str],
+    metrics: Mapping[str, ReferenceMetric],
+    field: str = FUSED_FIELD,
 ) -> list[Record]:
-    """Copies of `records` with the fused answer and its reference-metric scores in `extra`."""
+    """Copies of `records` with the fused answer and its reference-metric scores in `extra[field]` and
+    `extra[field + "_scores"]`."""
     if len(records) != len(fused):
         raise ValueError(f"{len(records)} records but {len(fused)} fused answers")
     references = [r.output for r in records]
@@ -111,8 +118,8 @@ def attach_fused(
             record,
             extra={
                 **record.extra,
-                FUSED_FIELD: text,
-                extra_scores_key(FUSED_FIELD): {n: float(v[e]) for n, v in scores.items()},
+                field: text,
+                extra_scores_key(field): {n: float(v[e]) for n, v in scores.items()},
             },
         )
         for e, (record, text) in enumerate(zip(records, fused, strict=True))
@@ -165,18 +172,20 @@ class FusedAnswers:
         row_name: the Table 2 row ("PairRanker (K=3) + GenFuser").
         texts: one answer per record, in record order.
         gpt_ranks: each answer's GPT-Rank among the candidates by a judge (None without a judge).
+        field: the record field the answers go in ("fused"; "fused_zero_shot" for the zero-shot row).
     """
 
     row_name: str
     texts: list[str]
     gpt_ranks: list[int] | None = None
+    field: str = FUSED_FIELD
 
     def attach(self, records: Sequence[Record], metrics: Mapping[str, ReferenceMetric]) -> list[Record]:
         """`records` with the answers, their metric scores and (when judged) their GPT-Rank in `extra`."""
-        attached = attach_fused(records, self.texts, metrics)
+        attached = attach_fused(records, self.texts, metrics, self.field)
         if self.gpt_ranks is not None:
             attached = [
-                replace(r, extra={**r.extra, f"{FUSED_FIELD}_gpt_rank": int(g)})
+                replace(r, extra={**r.extra, f"{self.field}_gpt_rank": int(g)})
                 for r, g in zip(attached, self.gpt_ranks, strict=True)
             ]
         return attached
@@ -184,6 +193,7 @@ class FusedAnswers:
 
 __all__ = [
     "FUSED_FIELD",
+    "ZERO_SHOT_FIELD",
     "FusedAnswers",
     "attach_fused",
     "fuse_records",

@@ -4,17 +4,23 @@ Three kinds, chosen by config (`conf/fuser/*.yaml`):
 - "seq2seq": any `AutoModelForSeq2SeqLM` (Flan-T5 base/large/XL, the paper's XL);
 - "bert2bert": transformers' `EncoderDecoderModel` warm-started from one BERT-style encoder on both sides
   (the packaged MiniLM offline; the decoder's cross-attention starts random), decoding from [CLS] to [SEP];
-- "causal": a decoder-only chat LM; the packed source goes in the user turn of its chat template and the loss
-  is on the answer only.
+- "causal": a decoder-only LM; the packed source is the prompt (inside the user turn of its chat template when
+  the tokenizer has one: Qwen; as it is for a base model: the packaged Gemma 3 270M), the loss is on the answer
+  only, and generation stops at the end-of-answer token appended to every target (or at a stop string).
+
+What training updates (every weight, all but the embedding, LoRA adapters) is `fuser.finetuning`
+(`blender.fuser.finetuning`); a LoRA fuser is saved as its adapters plus the name of its base model.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +34,15 @@ from transformers import (
     AutoTokenizer,
     EncoderDecoderConfig,
     EncoderDecoderModel,
+    LogitsProcessor,
+    LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
 )
 
+from blender.fuser.finetuning import FinetuneSettings, apply_finetuning, is_peft_model
 from blender.fuser.packing import PackingSettings, pack_source, pack_target
 from blender.packaged_models import resolve_name_or_path
 from blender.rankers.backbone import BackboneLoadError
@@ -42,27 +53,99 @@ log = logging.getLogger(__name__)
 KINDS = ("seq2seq", "bert2bert", "causal")
 FUSER_CONFIG_FILE = "fuser_config.json"
 IGNORE_INDEX = -100
+# License and notice files of a base model, copied into every fuser saved from it (Gemma's terms travel with
+# its derivatives).
+TERMS_FILES = ("GEMMA_TERMS.html", "NOTICE.md", "LICENSE")
 
 
 @dataclass
 class GenerationSettings:
-    """Decoding of fused answers (`fuser.generation`); the original: 4 beams, 128 new tokens, no sampling.
+    """Decoding of fused answers (`fuser.generation`); the defaults are the offline default fuser's
+    (conf/fuser/gemma3_270m.yaml: greedy, 256 new tokens); the original: 4 beams, 128 new tokens, no sampling.
 
     Attributes:
         num_beams: beam width (1: greedy).
         max_new_tokens: tokens generated at most.
         batch_size: sources per `generate` call (sorted by length, so a batch pads little).
-        no_repeat_ngram_size: forbid repeating n-grams (0: off, as the original).
+        no_repeat_ngram_size: forbid repeating n-grams (0: off, as the original). A decoder-only model's
+            prompt counts too (transformers' rule), which forbids copying a span of a candidate.
+        answer_no_repeat_ngram_size: forbid repeating an n-gram of the answer itself (0: off); the prompt
+            does not count, so copying from the candidates stays allowed.
+        repetition_penalty: transformers' penalty on tokens already in the prompt or answer (1.0: off).
+        stop_strings: an answer ends at the first of these (not kept); a base model that was never trained
+            to stop would go on writing the prompt's next part ("Instruction: ...").
         mixed_precision: "no", "bf16" or "fp16" autocast.
         show_progress: draw a bar.
     """
 
-    num_beams: int = 4
-    max_new_tokens: int = 128
+    num_beams: int = 1
+    max_new_tokens: int = 256
     batch_size: int = 8
     no_repeat_ngram_size: int = 0
-    mixed_precision: str = "no"
+    answer_no_repeat_ngram_size: int = 0
+    repetition_penalty: float = 1.0
+    stop_strings: list[str] = field(default_factory=lambda: list(PROMPT_STOP_STRINGS))
+    mixed_precision: str = "bf16"
     show_progress: bool = True
+
+
+# The next part of the fusion prompt's pattern (`blender.fuser.packing`): where a model that did not learn to
+# stop (zero-shot) goes on writing.
+PROMPT_STOP_STRINGS = ("\n\nInstruction:", "\n\nCandidate ", "\n\nSummarize candidates")
+
+
+def cut_at_stop_strings(text: str, stop_strings: Sequence[str]) -> str:
+    """`text` up to the first occurrence of any stop string ("a\n\nInstruction: b", ["\n\nInstruction:"] -> "a")."""
+    cut = min((pos for pos in (text.find(s) for s in stop_strings if s) if pos != -1), default=len(text))
+    return text[:cut]
+
+
+class NoRepeatInAnswer(LogitsProcessor):
+    """Bans each token that would repeat an n-gram already in the answer (positions from `prompt_width` on).
+
+    Example (n=2): after the answer "a b c a", "b" is banned ("a b" occurred); the prompt's n-grams are free.
+    """
+
+    def __init__(self, n: int, prompt_width: int) -> None:
+        self.n, self.prompt_width = n, prompt_width
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        for row, ids in enumerate(input_ids[:, self.prompt_width :].tolist()):
+            if len(ids) < self.n:
+                continue
+            prefix = tuple(ids[len(ids) - self.n + 1 :])
+            banned = {
+                ids[i + self.n - 1]
+                for i in range(len(ids) - self.n + 1)
+                if tuple(ids[i : i + self.n - 1]) == prefix
+            }
+            if banned:
+                scores[row, list(banned)] = -float("inf")
+        return scores
+
+
+class StopOnStrings(StoppingCriteria):
+    """Ends a sequence once its decoded answer holds a stop string (any tokenizer: the text is decoded, not
+    matched token by token as transformers' `stop_strings` does, which needs a SentencePiece/BPE vocabulary).
+
+    Args:
+        tokenizer: decodes the answers.
+        stop_strings: the strings.
+        prompt_width: the (padded) prompt length; for a seq2seq model, 0 (its output is the answer).
+    """
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, stop_strings: Sequence[str], prompt_width: int
+    ) -> None:
+        self.tokenizer, self.stop_strings, self.prompt_width = (
+            tokenizer,
+            [s for s in stop_strings if s],
+            prompt_width,
+        )
+
+    def __call__(self, input_ids: Tensor, scores: Tensor, **kwargs: Any) -> Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_width :], skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stop_strings) for t in texts], device=input_ids.device)
 
 
 def _load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
@@ -115,7 +198,9 @@ def _build_model(
         if kind == "bert2bert":
             return EncoderDecoderModel.from_encoder_decoder_pretrained(resolved, resolved)
         auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
-        return auto.from_pretrained(resolved)
+        # float32 master weights whatever the checkpoint stores (Gemma's cache and Qwen keep bfloat16):
+        # training runs under mixed-precision autocast, and AdamW steps on bfloat16 weights would round away.
+        return auto.from_pretrained(resolved, dtype=torch.float32)
     except (OSError, ValueError) as error:
         raise BackboneLoadError(
             f"could not load the fuser {resolved!r} ({type(error).__name__}: {error}). Without hub access, download "
@@ -132,6 +217,9 @@ class GenFuser:
         kind: "seq2seq", "bert2bert" or "causal".
         packing: token budgets and separators.
         generation: decoding settings.
+        base: the pretrained model it started from (a packaged name, hub id or folder); a LoRA fuser is
+            saved as adapters over it.
+        finetuning: what training updates (saved with the fuser).
     """
 
     def __init__(
@@ -141,12 +229,16 @@ class GenFuser:
         kind: str,
         packing: PackingSettings | None = None,
         generation: GenerationSettings | None = None,
+        base: str | None = None,
+        finetuning: FinetuneSettings | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"fuser.kind={kind!r}; choose one of {list(KINDS)}")
         self.model, self.tokenizer, self.kind = model, tokenizer, kind
         self.packing = packing or PackingSettings()
         self.generation = generation or GenerationSettings()
+        self.base = base
+        self.finetuning = finetuning or FinetuneSettings()
         if kind == "causal" and tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         _set_special_ids(model, _special_ids(tokenizer, kind))
@@ -232,6 +324,20 @@ class GenFuser:
         with autocast_context(device, settings.mixed_precision):
             for batch in batches:
                 inputs_ = self.collate([{"input_ids": prompts[k]} for k in batch], left_pad=self.is_causal)
+                width = inputs_["input_ids"].shape[1] if self.is_causal else 0
+                stops = (
+                    {
+                        "stopping_criteria": StoppingCriteriaList(
+                            [StopOnStrings(self.tokenizer, settings.stop_strings, width)]
+                        )
+                    }
+                    if settings.stop_strings
+                    else {}
+                )
+                if settings.answer_no_repeat_ngram_size > 0:
+                    stops["logits_processor"] = LogitsProcessorList(
+                        [NoRepeatInAnswer(settings.answer_no_repeat_ngram_size, width)]
+                    )
                 out = self.model.generate(
                     input_ids=inputs_["input_ids"].to(device),
                     attention_mask=inputs_["attention_mask"].to(device),
@@ -240,13 +346,16 @@ class GenFuser:
                     do_sample=False,
                     no_repeat_ngram_size=settings.no_repeat_ngram_size,
                     early_stopping=settings.num_beams > 1,
+                    repetition_penalty=settings.repetition_penalty,
+                    **stops,
                 )
                 if self.is_causal:
                     out = out[:, inputs_["input_ids"].shape[1] :]
                 for k, text in zip(
                     batch, self.tokenizer.batch_decode(out, skip_special_tokens=True), strict=True
                 ):
-                    answers[k] = text.strip()
+                    # generate stops after a stop string; the string itself is not part of the answer.
+                    answers[k] = cut_at_stop_strings(text, settings.stop_strings).strip()
                 bar.update(len(batch))
         bar.close()
         self.model.train(was_training)
@@ -254,23 +363,45 @@ class GenFuser:
 
     # --- files ------------------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, model: PreTrainedModel | None = None) -> None:
-        """Write weights, tokenizer and settings to `directory` (loadable with `GenFuser.load`)."""
+        """Write weights (a LoRA fuser: its adapters), tokenizer, settings and the base model's terms files to
+        `directory` (loadable with `GenFuser.load`)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (model or self.model).save_pretrained(directory)
+        model = model or self.model
+        adapters = is_peft_model(model)
+        if adapters and self.base is None:
+            # No base to name (a model built from a config): save a merged copy instead of the adapters.
+            model, adapters = copy.deepcopy(model).merge_and_unload(), False
+        model.save_pretrained(directory)  # peft: adapter_config.json + adapter_model.safetensors only
         self.tokenizer.save_pretrained(directory)
-        settings = {"kind": self.kind, "packing": asdict(self.packing), "generation": asdict(self.generation)}
+        settings = {
+            "kind": self.kind,
+            "packing": asdict(self.packing),
+            "generation": asdict(self.generation),
+            "base": self.base,
+            "finetuning": asdict(self.finetuning),
+            "adapters": adapters,
+        }
         (directory / FUSER_CONFIG_FILE).write_text(json.dumps(settings, indent=2))
+        if self.base is not None:
+            base_dir = Path(resolve_name_or_path(self.base))
+            for name in TERMS_FILES:
+                if (base_dir / name).is_file():
+                    shutil.copyfile(base_dir / name, directory / name)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, generation: GenerationSettings | None = None) -> GenFuser:
-        """Rebuild a fuser saved with `save`; `generation` overrides the saved decoding settings."""
+        """Rebuild a fuser saved with `save`; `generation` overrides the saved decoding settings.
+
+        A LoRA fuser's adapters are merged into its base model (resolved by name: "gemma3-270m" from its
+        package), so it generates as fast as a plain one.
+        """
         directory = Path(directory)
         settings_file = directory / FUSER_CONFIG_FILE
         if not settings_file.is_file():
             raise FileNotFoundError(
                 f"{directory}: not a fuser checkpoint (no {FUSER_CONFIG_FILE}); train one "
-                "with `make train-fuser`"
+                "with `make train-fuser`, or fuse zero-shot with fuse.zero_shot=true"
             )
         settings = json.loads(settings_file.read_text())
         kind = settings["kind"]
@@ -279,7 +410,13 @@ class GenFuser:
             "bert2bert": EncoderDecoderModel,
             "causal": AutoModelForCausalLM,
         }
-        model = loader[kind].from_pretrained(directory)
+        if settings.get("adapters"):
+            from peft import PeftModel
+
+            base = loader[kind].from_pretrained(resolve_name_or_path(settings["base"]), dtype=torch.float32)
+            model = PeftModel.from_pretrained(base, directory).merge_and_unload()
+        else:
+            model = loader[kind].from_pretrained(directory, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(directory)
         return cls(
             model.eval(),
@@ -287,6 +424,8 @@ class GenFuser:
             kind,
             PackingSettings(**settings["packing"]),
             generation or GenerationSettings(**settings["generation"]),
+            base=settings.get("base"),
+            finetuning=FinetuneSettings(**settings.get("finetuning", {})),
         )
 
 
@@ -297,6 +436,7 @@ def build_fuser(
     tokenizer: str | PreTrainedTokenizerBase | None = None,
     packing: dict[str, Any] | PackingSettings | None = None,
     generation: dict[str, Any] | GenerationSettings | None = None,
+    finetuning: dict[str, Any] | FinetuneSettings | None = None,
 ) -> GenFuser:
     """A fuser from pretrained weights (`name_or_path`) or a config dict (random weights: tests, speed runs).
 
@@ -308,6 +448,7 @@ def build_fuser(
         tokenizer: tokenizer name or folder (or a tokenizer); defaults to `name_or_path`.
         packing: `PackingSettings` fields.
         generation: `GenerationSettings` fields.
+        finetuning: `FinetuneSettings` fields: what training will update (LoRA wraps the model in adapters).
     Returns:
         The fuser.
     """
@@ -330,13 +471,28 @@ def build_fuser(
     generation = (
         generation if isinstance(generation, GenerationSettings) else GenerationSettings(**(generation or {}))
     )
+    finetuning = (
+        finetuning if isinstance(finetuning, FinetuneSettings) else FinetuneSettings(**(finetuning or {}))
+    )
     log.info(
         "fuser: %s %s, %.1fM parameters",
         kind,
         name_or_path or config.get("model_type", "config"),
         model.num_parameters() / 1e6,
     )
-    return GenFuser(model, loaded_tokenizer, kind, packing, generation)
+    model = apply_finetuning(model, finetuning)
+    return GenFuser(
+        model, loaded_tokenizer, kind, packing, generation, base=name_or_path, finetuning=finetuning
+    )
 
 
-__all__ = ["FUSER_CONFIG_FILE", "GenFuser", "GenerationSettings", "KINDS", "build_fuser"]
+__all__ = [
+    "FUSER_CONFIG_FILE",
+    "GenFuser",
+    "GenerationSettings",
+    "KINDS",
+    "NoRepeatInAnswer",
+    "StopOnStrings",
+    "build_fuser",
+    "cut_at_stop_strings",
+]

@@ -26,7 +26,7 @@ CUT_MARKER = "..."
 @dataclass
 class PackingSettings:
     """Token budgets and separators (`fuser.packing` in config); the defaults are the offline default fuser's
-    (conf/fuser/minilm_bert2bert.yaml), the paper's are in conf/fuser/flan_t5_xl.yaml.
+    (conf/fuser/gemma3_270m.yaml), the paper's are in conf/fuser/flan_t5_xl.yaml.
 
     Attributes:
         candidate_max_length: tokens per candidate (paper: 128); a cut candidate ends with `cut_marker`.
@@ -35,14 +35,18 @@ class PackingSettings:
         separator: text between parts; None: the tokenizer's eos token (T5 "</s>"), else its sep token.
         add_special_tokens: wrap the source as the tokenizer does (BERT: [CLS] … [SEP]); the original: False.
         cut_marker: appended to a candidate that was cut (the original: "...").
+        answer_prefix: text after the closing instruction, where the answer starts (always kept with it).
+            A base LM without a chat template (Gemma 3 270M) reads "...instruction:\n" and writes the answer
+            on the next line; the original (T5) had none.
     """
 
-    candidate_max_length: int = 96
-    max_source_length: int = 384
-    max_target_length: int = 128
-    separator: str | None = None
+    candidate_max_length: int = 128
+    max_source_length: int = 512
+    max_target_length: int = 256
+    separator: str | None = "\n\n"
     add_special_tokens: bool = True
     cut_marker: str = CUT_MARKER
+    answer_prefix: str = "\n"
 
 
 def separator_for(tokenizer: PreTrainedTokenizerBase, settings: PackingSettings) -> str:
@@ -100,7 +104,7 @@ def source_text(
         marker = f"<extra_id_{k}>"
         label = f"Candidate {k}: {marker}:" if _has_token(tokenizer, marker) else f"Candidate {k}:"
         parts.append(f"{label} {truncate_candidate(tokenizer, text, settings)}")
-    return sep.join(parts), sep + CLOSING_PROMPT
+    return sep.join(parts), sep + CLOSING_PROMPT + settings.answer_prefix
 
 
 def pack_source(

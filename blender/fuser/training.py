@@ -83,13 +83,49 @@ class FuserBatches(Sequence):
         return len(self.batches)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        return self.fuser.collate([self.encoded[k] for k in self.batches[index]])
+        # A causal LM's batch is left-padded, so every row's answer ends at the last position (causal_loss).
+        return self.fuser.collate(
+            [self.encoded[k] for k in self.batches[index]], left_pad=self.fuser.is_causal
+        )
 
 
 def fuser_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
     """Token-mean cross-entropy of the target (causal LMs: of the answer only; the prompt is labelled −100)."""
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
     return out.loss, {"target_tokens": float((batch["labels"] != IGNORE_INDEX).sum())}
+
+
+def causal_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    """`fuser_loss` for a decoder-only LM on a left-padded batch, with logits for the answer positions only.
+
+    Every row's answer ends at the last position, so the widest answer (A tokens) lies in the last A positions
+    of every row, and the model computes logits for the last A + 1 positions only (`logits_to_keep`): the
+    output projection over Gemma's 262k-token vocabulary is otherwise the costliest matmul of a step, and the
+    prompt's positions carry no loss. Positions count from each row's first real token.
+    """
+    labels, mask = batch["labels"], batch["attention_mask"]
+    answer = labels != IGNORE_INDEX
+    width = int(answer.int().flip(-1).cumprod(-1).sum(-1).max()) if answer.any() else 1
+    # Rows whose answer is not at the end (not left-padded) would be scored on the wrong positions.
+    if answer.any() and int(answer.sum()) != int(answer[:, labels.shape[1] - width :].sum()):
+        raise ValueError("causal_loss needs left-padded batches whose labels are the last tokens of each row")
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions, logits_to_keep=width + 1
+    )
+    # logits[:, i] predicts the token after position L - width - 1 + i, i.e. labels[:, L - width + i].
+    logits = out.logits[:, :-1].float()
+    loss = nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        labels[:, labels.shape[1] - width :].reshape(-1),
+        ignore_index=IGNORE_INDEX,
+    )
+    return loss, {"target_tokens": float(answer.sum())}
+
+
+def loss_for(fuser: GenFuser):
+    """The training loss of `fuser`'s kind: `causal_loss` for a decoder-only LM, else `fuser_loss`."""
+    return causal_loss if fuser.is_causal else fuser_loss
 
 
 @torch.inference_mode()
@@ -102,10 +138,13 @@ def validation_loss(
     device = next(model.parameters()).device
     total, tokens = 0.0, 0
     order = sorted(range(len(encoded)), key=lambda k: len(encoded[k]["input_ids"]))
+    loss_fn = loss_for(fuser)
     for start in range(0, len(order), batch_size):
-        batch = fuser.collate([encoded[k] for k in order[start : start + batch_size]])
+        batch = fuser.collate(
+            [encoded[k] for k in order[start : start + batch_size]], left_pad=fuser.is_causal
+        )
         batch = {k: v.to(device) for k, v in batch.items()}
-        loss, logs = fuser_loss(model, batch)
+        loss, logs = loss_fn(model, batch)
         total += loss.item() * logs["target_tokens"]
         tokens += int(logs["target_tokens"])
     model.train(was_training)
@@ -166,7 +205,7 @@ def train_fuser(
 
     return fit(
         fuser.model,
-        fuser_loss,
+        loss_for(fuser),
         epoch_batches,
         settings,
         output_dir,
@@ -180,6 +219,7 @@ def train_fuser(
 
 
 __all__ = [
+    "causal_loss",
     "FuserBatches",
     "FuserExample",
     "encode_examples",

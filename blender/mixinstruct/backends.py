@@ -87,11 +87,16 @@ class TransformersBackend:
     def __init__(self, model: CandidateModel, settings: CandidateGenerationSettings) -> None:
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+        from blender.packaged_models import resolve_name_or_path
+
         self.settings = settings
         self.seq2seq = model.seq2seq
         self.device = resolve_device(settings.device)
+        # A packaged model's short name ("gemma3-270m") becomes its folder; hub ids and folders pass through.
+        checkpoint = resolve_name_or_path(model.checkpoint)
         self.tokenizer = AutoTokenizer.from_pretrained(
-            model.tokenizer or model.checkpoint, trust_remote_code=model.trust_remote_code
+            resolve_name_or_path(model.tokenizer) if model.tokenizer else checkpoint,
+            trust_remote_code=model.trust_remote_code,
         )
         if not self.seq2seq:
             # Left padding keeps every prompt's last token next to the first generated one.
@@ -104,9 +109,7 @@ class TransformersBackend:
             log.warning("%s: float16 on CPU; using float32", model.name)
             dtype = torch.float32
         cls = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
-        self.model = cls.from_pretrained(
-            model.checkpoint, dtype=dtype, trust_remote_code=model.trust_remote_code
-        )
+        self.model = cls.from_pretrained(checkpoint, dtype=dtype, trust_remote_code=model.trust_remote_code)
         self.model.to(self.device).eval()
         log.info("%s: loaded %s on %s (%s)", model.name, model.checkpoint, self.device, dtype)
 

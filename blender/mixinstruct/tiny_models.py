@@ -63,6 +63,8 @@ def build_tiny_tokenizer(vocab_size: int = 384, chat_template: str | None = None
 def _tiny_config(model_type: str, vocab_size: int, tokenizer) -> tuple[object, object]:  # noqa: ANN001
     """(config, model class) of a 2-layer, 32-wide model of `model_type`."""
     from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
         GPT2Config,
         GPT2LMHeadModel,
         LlamaConfig,
@@ -88,6 +90,22 @@ def _tiny_config(model_type: str, vocab_size: int, tokenizer) -> tuple[object, o
             **ids,
         )
         return config, LlamaForCausalLM
+    if model_type == "gemma3":
+        # Gemma 3's text model (the packaged gemma3-270m's architecture), one sliding and one global layer.
+        config = Gemma3TextConfig(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            sliding_window=16,
+            layer_types=["sliding_attention", "full_attention"],
+            max_position_embeddings=4096,
+            **ids,
+        )
+        return config, Gemma3ForCausalLM
     if model_type == "gpt2":
         config = GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=4096, **ids)
         return config, GPT2LMHeadModel
@@ -104,7 +122,7 @@ def _tiny_config(model_type: str, vocab_size: int, tokenizer) -> tuple[object, o
             **ids,
         )
         return config, T5ForConditionalGeneration
-    raise ValueError(f"unknown tiny model_type {model_type!r}; choose llama, gpt2 or t5")
+    raise ValueError(f"unknown tiny model_type {model_type!r}; choose llama, gemma3, gpt2 or t5")
 
 
 def build_tiny_model(
@@ -120,7 +138,7 @@ def build_tiny_model(
 
     Args:
         folder: where the checkpoint goes.
-        model_type: "llama" or "gpt2" (causal) or "t5" (seq2seq).
+        model_type: "llama", "gemma3" or "gpt2" (causal) or "t5" (seq2seq).
         seed: seed of the random weights.
         chat_template: attach `TINY_CHAT_TEMPLATE` to the tokenizer.
         vocab_size: tokenizer and embedding size.

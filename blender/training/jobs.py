@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,9 +20,10 @@ import numpy as np
 from accelerate.utils import set_seed
 from torch import nn
 
+from blender.evaluation.checkpoint_report import report_fused, report_ranker
 from blender.evaluation.ranking import Method
-from blender.evaluation.reporting import ReportSettings, best_single_model, report_fused, report_ranker
-from blender.files import file_digest
+from blender.evaluation.reporting import ReportSettings, best_single_model
+from blender.files import file_digest, write_json_atomic
 from blender.fuser.model import GenerationSettings, GenFuser
 from blender.fuser.topk import TopKSettings, ranker_rankings
 from blender.fuser.training import fuser_examples, train_fuser
@@ -230,6 +232,10 @@ class FuserJob:
         build_fuser: makes the untrained fuser (called after seeding: its new weights are drawn then).
         generation: the decoding of the evaluation's fused answers.
         shuffle_candidates: shuffle the K candidates of each training example every epoch (the original).
+        train_limit: the fuser learns from the first N train instructions (only their top-K is computed); the
+            best single model and Table 2's named models are still chosen on the whole train split. None: all.
+        val_loss_limit: the val instructions the val loss (the best checkpoint) is measured on; None: all.
+            Fusing and scoring always cover the whole eval split.
     """
 
     data: DataSettings
@@ -239,6 +245,8 @@ class FuserJob:
     output_dir: Path
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     shuffle_candidates: bool = True
+    train_limit: int | None = None
+    val_loss_limit: int | None = None
     report: ReportSettings = field(default_factory=ReportSettings)
     logger: LoggerSettings = field(default_factory=LoggerSettings)
     evaluate_after_training: bool = True
@@ -257,13 +265,25 @@ def train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
 
 def _train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
     data, topk, inference = job.data, job.topk, job.report.inference
+    phases: dict[str, float] = {}  # seconds per phase, logged and written to <run>/phases.json
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        phases[name] = round(now - clock[0], 1)
+        clock[0] = now
+
     train = data.load(data.train_split, data.limit_train)
     val = data.load(data.val_split, data.limit_val)
-    train_rankings, train_source = ranker_rankings(train, data.train_split, data.name, topk, inference)
+    fuser_train = train[: job.train_limit] if job.train_limit is not None else train
+    lap("load_data")
+    train_rankings, train_source = ranker_rankings(fuser_train, data.train_split, data.name, topk, inference)
+    lap("topk_train")
     # `topk.pair_orders` may halve the train split's cost; val and eval are ranked on the full matrix, as
     # `make eval` and inference rank them, so the fused row reads the same top-K everywhere.
     full = replace(topk, pair_orders="both")
     val_rankings, val_source = ranker_rankings(val, data.val_split, data.name, full, inference)
+    lap("topk_val")
     log.info(
         "top-K (K=%d, %s): train %s, val %s",
         topk.k,
@@ -271,14 +291,16 @@ def _train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
         train_source.get("source"),
         val_source.get("source"),
     )
-    # Before the model: its new weights (cross-attention, or all of a random config) are drawn here.
+    # Before the model: its new weights (cross-attention, LoRA adapters, or all of a random config) are drawn here.
     set_seed(job.trainer.seed)
     fuser = job.build_fuser()
+    lap("build_fuser")
     output_dir = Path(job.output_dir)
+    val_loss_records = val[: job.val_loss_limit] if job.val_loss_limit is not None else val
     summary = train_fuser(
         fuser,
-        fuser_examples(fuser, train, train_rankings, topk.k),
-        fuser_examples(fuser, val, val_rankings, topk.k),
+        fuser_examples(fuser, fuser_train, train_rankings, topk.k),
+        fuser_examples(fuser, val_loss_records, val_rankings[: len(val_loss_records)], topk.k),
         job.trainer,
         output_dir,
         shuffle_candidates=job.shuffle_candidates,
@@ -291,8 +313,11 @@ def _train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
             fuser=(job.run_config or {}).get("fuser"),
             topk=asdict(topk),
             shuffle_candidates=job.shuffle_candidates,
+            train_limit=job.train_limit,
+            val_loss_limit=job.val_loss_limit,
         ),
     )
+    lap("train")
     log.info(
         "training done: best %s = %s at epoch %s",
         job.trainer.best_metric,
@@ -311,6 +336,7 @@ def _train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
             rankers = [
                 Method(f"PairRanker + {topk.aggregation}", scores=[np.asarray(s) for s in source["scores"]])
             ]
+        lap("load_best")
         summary["eval"] = report_fused(
             best,
             str(output_dir / "best"),
@@ -325,4 +351,10 @@ def _train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
             output_dir / "eval",
             job.report,
         )
+        phases.update({f"eval/{k}": v for k, v in summary["eval"].get("seconds", {}).items()})
+        lap("eval")
+    summary["phases"] = phases
+    log.info("phases (s): %s", ", ".join(f"{k} {v:.0f}" for k, v in phases.items()))
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json_atomic(output_dir / "phases.json", phases)
     return summary

@@ -9,6 +9,7 @@ import pytest
 from blender.cli import evaluate, train_fuser
 from blender.fuser.topk import RankerNotFoundError
 from blender.metrics import ROUGE
+from blender.mixinstruct.tiny_models import build_tiny_model
 from blender.records import DataSettings
 from tests.conftest import compose_config
 
@@ -121,3 +122,59 @@ def test_no_ranker_tells_how_to_get_one(tmp_path, small_dataset):
     )
     with pytest.raises(RankerNotFoundError, match="make train-ranker"):
         train_fuser.run(cfg)
+
+
+def test_eval_adds_the_zero_shot_row_beside_the_trained_one(tmp_path, small_dataset, tiny_ranker, one_thread):
+    ranker_dir = tmp_path / "train_ranker" / "r1" / "best"
+    tiny_ranker.save(ranker_dir)
+    cfg = compose_config(
+        "train_fuser",
+        [
+            "experiment=fuser_smoke",
+            f"data.path={small_dataset}",
+            f"output_dir={tmp_path / 'run'}",
+            f"topk.ranker_runs_dir={tmp_path / 'train_ranker'}",
+            f"topk.cache_dir={tmp_path / 'topk'}",
+            *FAST,
+        ],
+    )
+    train_fuser.run(cfg)
+    # The default fuser config (Gemma 3's prompt, LoRA, stop strings) on a random tiny Gemma 3, never trained.
+    base = build_tiny_model(tmp_path / "tiny-gemma3", model_type="gemma3")
+    overrides = [
+        f"checkpoint={ranker_dir}",
+        f"fuser_checkpoint={tmp_path / 'run' / 'best'}",
+        "fuse.zero_shot=true",
+        f"fuser.name_or_path={base}",
+        "fuser.packing.max_source_length=96",
+        "fuser.packing.candidate_max_length=16",
+        "fuser.packing.max_target_length=8",
+        "fuser.generation.max_new_tokens=4",
+        "fuser.generation.show_progress=false",
+        "fuser.generation.mixed_precision=no",
+        f"data.path={small_dataset}",
+        "data.limit_val=4",
+        *FAST,
+    ]
+    table = evaluate.run(compose_config("eval", overrides))
+    fused = table["fused"]
+    assert fused["rows"] == ["PairRanker (K=3) + GenFuser", "PairRanker (K=3) + GenFuser (zero-shot)"]
+    rows = {r["method"]: r for r in fused["paper_tables"]["table2"]["rows"]}
+    assert rows["PairRanker (K=3) + GenFuser (zero-shot)"]["category"] == "LLM-Blender"
+    eval_dir = ranker_dir.parent / "eval"
+    zero_shot = [
+        json.loads(line)
+        for line in (eval_dir / "fused_zero_shot_alpaca_blend_modern_val.jsonl").read_text().splitlines()
+    ]
+    assert len(zero_shot) == 4 and zero_shot[0]["fuser_checkpoint"].startswith(f"zero-shot:{base}:")
+    differences = json.loads((eval_dir / "fused_difference_alpaca_blend_modern_val.json").read_text())
+    assert set(differences["metrics"]) == {"bleu", "rougeL"}
+    bleu = differences["metrics"]["bleu"]
+    assert bleu["difference"] == pytest.approx(bleu["first"] - bleu["second"])
+    assert bleu["first"] == pytest.approx(rows["PairRanker (K=3) + GenFuser"]["bleu"])
+    quality = json.loads((eval_dir / "fused_quality_alpaca_blend_modern_val.json").read_text())
+    assert set(quality) == set(fused["rows"]) and quality[fused["rows"][1]]["n_answers"] == 4
+    # Run again: both answer sets are read back, nothing is generated.
+    mtime = (eval_dir / "fused_zero_shot_alpaca_blend_modern_val.jsonl").stat().st_mtime_ns
+    evaluate.run(compose_config("eval", overrides))
+    assert (eval_dir / "fused_zero_shot_alpaca_blend_modern_val.jsonl").stat().st_mtime_ns == mtime

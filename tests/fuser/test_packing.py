@@ -21,7 +21,13 @@ def test_candidate_cut_to_its_budget_and_marked(fuser_tokenizer):
 
 
 def test_source_as_the_original(fuser_tokenizer):
-    settings = PackingSettings(candidate_max_length=3, max_source_length=100, add_special_tokens=True)
+    settings = PackingSettings(
+        candidate_max_length=3,
+        max_source_length=100,
+        add_special_tokens=True,
+        separator=None,
+        answer_prefix="",
+    )
     body, closing = source_text(fuser_tokenizer, "name a prime", "", ["two", "b c d e"], settings)
     # BERT has no "</s>": [SEP] joins the parts; the empty input keeps its part, as the original.
     assert body == "Instruction: name a prime[SEP]Input: [SEP]Candidate 1: two[SEP]Candidate 2: b c d..."
@@ -88,7 +94,13 @@ def test_t5_style_markers_and_no_special_tokens():
 
 
 def test_whole_cut_to_the_source_budget_keeps_the_closing_instruction(fuser_tokenizer):
-    settings = PackingSettings(candidate_max_length=8, max_source_length=24, add_special_tokens=True)
+    settings = PackingSettings(
+        candidate_max_length=8,
+        max_source_length=24,
+        add_special_tokens=True,
+        separator=None,
+        answer_prefix="",
+    )
     ids = pack_source(
         fuser_tokenizer, "name a prime", "", ["b c d e f g h", "two three five seven"], settings
     )

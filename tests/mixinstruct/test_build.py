@@ -1,6 +1,7 @@
 """The build configs compose, and the fixture build runs end to end (sources -> mix -> candidates from two
-tiny models -> offline metrics -> a judge on a local fake server -> the finished folder), skipping complete
-stages, resuming a killed scoring run, and training a ranker on what it built."""
+tiny models and the generator, here a random tiny Gemma 3 in place of the packaged 270M one (that one runs in
+tests/integration/test_gemma3_270m.py) -> offline metrics -> a judge on a local fake server -> the finished
+folder), skipping complete stages, resuming a killed scoring run, and training a ranker on what it built."""
 
 from __future__ import annotations
 
@@ -27,6 +28,13 @@ from tests.metrics.fake_chat_server import FakeChatServer, shown_texts
 REPO = Path(__file__).resolve().parents[2]
 OFFLINE_METRICS = ["bertscore", "bleu", "rouge1", "rouge2", "rougeL"]
 ALL_STAGES = ["sources", "mix", "generate", "merge", "score", "judge", "finalize"]
+MODELS = ["tiny-llama-chat", "tiny-gpt2", "gemma-3-270m"]
+N_PAIRS = len(MODELS) * (len(MODELS) - 1) // 2
+# The fixture recipe's generator as a random tiny Gemma 3 (same architecture and back end, seconds to run).
+TINY_GENERATOR = [
+    "data_build.generator=${data_build.tiny_models_dir}/tiny-gemma3",
+    "data_build.generator_tiny={model_type: gemma3, seed: 2}",
+]
 
 
 def _compose(overrides: list[str]) -> DictConfig:
@@ -43,7 +51,7 @@ def longer_wins(prompt: str) -> str:
 def fixture_overrides(
     out_dir: Path, server: FakeChatServer | None = None, cache: Path | None = None
 ) -> list[str]:
-    overrides = ["data_build=fixture", f"data_build.out_dir={out_dir}"]
+    overrides = ["data_build=fixture", f"data_build.out_dir={out_dir}", *TINY_GENERATOR]
     if server is not None:
         overrides += [
             "judge=local",
@@ -117,14 +125,15 @@ def test_fixture_build_makes_a_scored_judged_dataset(
     for split, records in zip(("train", "val", "test"), (train, val, test), strict=True):
         assert len(records) == card["stage_counts"]["final"][split] == mix_card["splits"][split]["count"] > 0
         for record in records:
-            assert record.models == ["tiny-llama-chat", "tiny-gpt2"]
+            assert record.models == MODELS
+            assert all(isinstance(c.text, str) for c in record.candidates)
             for candidate in record.candidates:
                 assert set(OFFLINE_METRICS) <= set(candidate.scores)
                 assert all(math.isfinite(v) for v in candidate.scores.values())
             # The judge labels test only (the paper's release); one pair per record with two candidates.
             assert (record.cmp_results is not None) == (split == "test")
-    assert all(list(r.cmp_results) == ["tiny-llama-chat,tiny-gpt2"] for r in test)
-    assert len(judge_server.paid) == len(test)
+    assert all(len(r.cmp_results) == N_PAIRS and "tiny-llama-chat,tiny-gpt2" in r.cmp_results for r in test)
+    assert len(judge_server.paid) == N_PAIRS * len(test)
     assert card["judging"]["model"] == "fake-judge" and card["judging"]["splits"] == ["test"]
     assert list(card["scoring"]["metrics"]) == OFFLINE_METRICS
     assert card["stage_counts"]["judge"] == {"test": len(test)}
@@ -203,7 +212,9 @@ def test_a_judge_that_stays_down_fails_clearly_then_resumes_from_its_cache(
     with FakeChatServer(answer_fn=longer_wins) as healthy:
         status = run(_compose(copy_overrides(built, out_dir, healthy, cache) + ["judge.model=fake-judge-2"]))
         n_test = len(read_jsonl_rows(out_dir / "merged" / "test.jsonl"))
-        assert len(healthy.paid) == n_test - 1  # the answer paid for before the failure came from the cache
+        assert (
+            len(healthy.paid) == N_PAIRS * n_test - 1
+        )  # the answer paid for before the failure: from the cache
     assert status["judge"] == status["finalize"] == "ran"
     card = json.loads((out_dir / "mixinstruct" / "data_card.json").read_text())
     assert card["judging"]["model"] == "fake-judge-2"
