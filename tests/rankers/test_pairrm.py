@@ -197,6 +197,7 @@ def test_compare_reproduces_the_golden_values(rankers, golden, ab_logits):
     )
 
 
+@pytest.mark.slow
 def test_rank_scores_reproduce_the_golden_scores(rankers, golden):
     records = golden["records"]
     blender = Blender(rankers["pairrm"], ONE_BY_ONE)
