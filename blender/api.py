@@ -270,13 +270,9 @@ class Blender:
         Returns:
             Per instruction, the best text (or all texts, best first).
         """
-        records = as_records(instructions, candidates, inputs, min_candidates=1)
-        orders = selection_orders(
-            self.ranker, records, pairrm_cmp_type, seed, self._settings(batch_size), worst=False
+        return self._select(
+            instructions, candidates, inputs, pairrm_cmp_type, return_all, seed, batch_size, False
         )
-        if return_all:
-            return [[r.candidates[i].text for i in order] for r, order in zip(records, orders, strict=True)]
-        return [r.candidates[order[0]].text for r, order in zip(records, orders, strict=True)]
 
     def worst_of_n(
         self,
@@ -290,9 +286,24 @@ class Blender:
     ) -> list[str] | list[list[str]]:
         """The worst candidate of each instruction (e.g. the rejected answer of a DPO pair); as `best_of_n`,
         with the worst first."""
+        return self._select(
+            instructions, candidates, inputs, pairrm_cmp_type, return_all, seed, batch_size, True
+        )
+
+    def _select(
+        self,
+        instructions: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        inputs: Sequence[str] | None,
+        pairrm_cmp_type: str,
+        return_all: bool,
+        seed: int,
+        batch_size: int | None,
+        worst: bool,
+    ) -> list[str] | list[list[str]]:
         records = as_records(instructions, candidates, inputs, min_candidates=1)
         orders = selection_orders(
-            self.ranker, records, pairrm_cmp_type, seed, self._settings(batch_size), worst=True
+            self.ranker, records, pairrm_cmp_type, seed, self._settings(batch_size), worst=worst
         )
         if return_all:
             return [[r.candidates[i].text for i in order] for r, order in zip(records, orders, strict=True)]

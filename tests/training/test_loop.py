@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from blender.rankers import PairRanker
-from blender.rankers.pairranker import PairSampling
-from blender.records import parse_record
+from blender.rankers import PairRanker, encode_records
+from blender.rankers.pairranker import PairBatches, PairSampling, pair_loss
+from blender.records import parse_record, sample_pairs, signal_matrix
 from blender.training.checkpoints import latest_checkpoint
 from blender.training.loop import TrainSettings, fit
 from blender.training.rankers import train_ranker
@@ -93,31 +93,41 @@ class Stop(Exception):
     pass
 
 
+def make_run(output_dir, stop_at=None, checkpoint_hook=None):
+    """12 training records, 12 batches an epoch, 2 epochs; `stop_at` raises in that loss call, as a kill would.
+    Returns the trained ranker and how many loss calls this run made."""
+    ranker = fresh_ranker()
+    train = records(12)
+    signal = [signal_matrix(r, ["gpt4_pref"]) for r in train]
+    encoded = encode_records(ranker, train)
+    calls = {"n": 0}
+
+    def loss_fn(model, batch):
+        calls["n"] += 1
+        if stop_at is not None and calls["n"] > stop_at:
+            raise Stop
+        return pair_loss(model, batch)
+
+    def epoch_batches(epoch):
+        return PairBatches(
+            ranker, encoded, sample_pairs(signal, 4, np.random.default_rng(epoch)), 4, seed=epoch
+        )
+
+    fit(
+        ranker,
+        loss_fn,
+        epoch_batches,
+        settings(save_every_steps=3, log_every_steps=1),
+        output_dir,
+        save_model=None,
+        fingerprint={"recipe": "test"},
+        checkpoint_hook=checkpoint_hook,
+    )
+    return ranker, calls["n"]
+
+
 def test_resume_after_a_stop_matches_an_uninterrupted_run(tmp_path):
-    def run(output_dir, stop_at=None):
-        ranker = fresh_ranker()
-        train = records(12)
-        from blender.rankers import encode_records
-        from blender.rankers.pairranker import PairBatches, pair_loss
-        from blender.records import sample_pairs, signal_matrix
-
-        signal = [signal_matrix(r, ["gpt4_pref"]) for r in train]
-        encoded = encode_records(ranker, train)
-        calls = {"n": 0}
-
-        def loss_fn(model, batch):
-            calls["n"] += 1
-            if stop_at is not None and calls["n"] > stop_at:
-                raise Stop
-            return pair_loss(model, batch)
-
-        def epoch_batches(epoch):
-            pairs = sample_pairs(signal, 4, np.random.default_rng(epoch))
-            return PairBatches(ranker, encoded, pairs, 4, seed=epoch)
-
-        fit(ranker, loss_fn, epoch_batches, settings(save_every_steps=3), output_dir, save_model=None)
-        return ranker, calls["n"]
-
+    run = make_run
     reference, _ = run(tmp_path / "straight")
     with pytest.raises(Stop):
         run(tmp_path / "stopped", stop_at=7)  # dies in epoch 0 after the step-6 checkpoint

@@ -7,28 +7,15 @@ import torch
 from blender.rankers import SimCLS, SummaReranker, load_ranker
 from blender.rankers.simcls import SimCLSSampling, ordering_signal
 from blender.rankers.summareranker import SummaRerankerSampling, top_bottom
-from blender.records import parse_record
 from blender.training.loop import TrainSettings
 from blender.training.rankers import train_ranker
-from tests.conftest import make_raw_record, make_tiny_encoder, make_tiny_tokenizer
-
-
-def records(n: int, offset: int = 0):
-    return [parse_record(make_raw_record(offset + i), "t") for i in range(n)]
+from tests.conftest import make_tiny_encoder, make_tiny_tokenizer
+from tests.training.test_loop import records
+from tests.training.test_loop import settings as loop_settings
 
 
 def settings(**overrides) -> TrainSettings:
-    base = dict(
-        epochs=2,
-        batch_size=4,
-        lr=1e-3,
-        mixed_precision="no",
-        save_every_steps=100,
-        log_every_steps=1,
-        show_progress=False,
-        warmup_ratio=0.0,
-    )
-    return TrainSettings(**{**base, **overrides})
+    return loop_settings(**{"save_every_steps": 100, **overrides})
 
 
 def test_top_bottom_hand_worked_example():

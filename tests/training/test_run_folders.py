@@ -8,19 +8,16 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 import torch
 
 from blender.cli import evaluate, train_ranker
-from blender.rankers import encode_records
-from blender.rankers.pairranker import PairBatches, pair_loss
-from blender.records import DataSettings, sample_pairs, signal_matrix
+from blender.records import DataSettings
 from blender.settings import SettingsError
 from blender.training.checkpoints import RunFolderError, latest_checkpoint, run_folder_lock
-from blender.training.loop import NothingToTrainError, TrainSettings, fit
+from blender.training.loop import NothingToTrainError, TrainSettings
 from tests.conftest import REPO, compose_config
-from tests.training.test_loop import Stop, fresh_ranker, records, settings
+from tests.training.test_loop import Stop, make_run
 
 
 def smoke(tmp_path, data, *extra):
@@ -61,41 +58,9 @@ def test_the_same_config_resumes_a_finished_run_without_training_again(tmp_path,
     assert again["global_step"] == first["global_step"] == 2
 
 
-def make_run(output_dir, stop_at=None, checkpoint_hook=None):
-    """12 training records, 12 batches an epoch, 2 epochs; `stop_at` raises in that loss call, as a kill would."""
-    ranker = fresh_ranker()
-    train = records(12)
-    signal = [signal_matrix(r, ["gpt4_pref"]) for r in train]
-    encoded = encode_records(ranker, train)
-    calls = {"n": 0}
-
-    def loss_fn(model, batch):
-        calls["n"] += 1
-        if stop_at is not None and calls["n"] > stop_at:
-            raise Stop
-        return pair_loss(model, batch)
-
-    def epoch_batches(epoch):
-        return PairBatches(
-            ranker, encoded, sample_pairs(signal, 4, np.random.default_rng(epoch)), 4, seed=epoch
-        )
-
-    fit(
-        ranker,
-        loss_fn,
-        epoch_batches,
-        settings(save_every_steps=3, log_every_steps=1),
-        output_dir,
-        save_model=None,
-        fingerprint={"recipe": "test"},
-        checkpoint_hook=checkpoint_hook,
-    )
-    return ranker
-
-
 @pytest.mark.parametrize("event", ["written", "renamed", "pointed", "cleaned"])
 def test_a_kill_at_any_point_of_the_swap_resumes_from_the_newest_complete_checkpoint(tmp_path, event):
-    reference = make_run(tmp_path / "straight")
+    reference, _ = make_run(tmp_path / "straight")
     seen = []
 
     def kill_at_the_second_swap(name):
@@ -109,7 +74,7 @@ def test_a_kill_at_any_point_of_the_swap_resumes_from_the_newest_complete_checkp
     step = json.loads((newest / "trainer_state.json").read_text())["global_step"]
     # Before the rename the step-6 folder is not complete: step 3 is the newest; from the rename on, step 6 is.
     assert step == (3 if event == "written" else 6)
-    resumed = make_run(tmp_path / "killed")
+    resumed, _ = make_run(tmp_path / "killed")
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
     steps = [
