@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from blender.comparisons import (
     with_reference,
 )
 from blender.conversations import conversation_pairs
+from blender.evaluation.model_prior import PRIOR_FILE, ModelPrior
 from blender.fuser.model import GenerationSettings, GenFuser
 from blender.metrics.gpt_rank import competition_ranks
 from blender.rankers.predict import InferenceSettings
@@ -55,12 +57,19 @@ class Blender:
         ranker: the model.
         inference: batching and precision of its forward passes.
         fuser: a trained GenFuser for `fuse` and `rank_and_fuse`.
+        model_prior: per-model priors and their weight (a training run's `best/model_prior.json`, which
+            `from_pretrained` loads), used by `rank(..., models=...)` when the candidates' models are known.
     """
 
     def __init__(
-        self, ranker: Ranker, inference: InferenceSettings | None = None, fuser: GenFuser | None = None
+        self,
+        ranker: Ranker,
+        inference: InferenceSettings | None = None,
+        fuser: GenFuser | None = None,
+        model_prior: ModelPrior | None = None,
     ) -> None:
         self.ranker = ranker.eval()
+        self.model_prior = model_prior
         # fp32 unless asked: scores from Python equal the original's (PairRM's golden logits); the configs' bf16
         # is a speed choice for long runs (inference=InferenceSettings(precision="bf16") here).
         self.inference = inference or InferenceSettings(show_progress=False, precision="fp32")
@@ -86,8 +95,13 @@ class Blender:
         if fuser_checkpoint is not None:
             fuser = GenFuser.load(fuser_checkpoint, generation)
             fuser.model.to(device)
+        prior_file = Path(checkpoint) / PRIOR_FILE
+        prior = ModelPrior.load(prior_file) if prior_file.is_file() else None
         return cls(
-            load_ranker(checkpoint, map_location=device, backbone=backbone).to(device), inference, fuser
+            load_ranker(checkpoint, map_location=device, backbone=backbone).to(device),
+            inference,
+            fuser,
+            prior,
         )
 
     # ---------------------------------------------------------------- scoring
@@ -105,6 +119,7 @@ class Blender:
         seed: int = 0,
         return_scores: bool = False,
         batch_size: int | None = None,
+        models: Sequence[Sequence[str]] | None = None,
     ) -> list[list[int]] | list[list[float]]:
         """Rank (or score) each instruction's candidates.
 
@@ -119,15 +134,41 @@ class Blender:
                 mean of M − Mᵀ, s_i = mean_j (M[i,j] − M[j,i]) over all n candidates j; for "max_wins" the
                 win counts; for "bubble" the final positions; a pointwise ranker's own scores.
             batch_size: rows per forward batch (default: the `inference` settings'); scores do not depend on it.
+            models: per example, the model that wrote each candidate; the scores are then mixed with the model
+                prior, z(scores) + weight * z(prior) (`blender.evaluation.model_prior`; a model the prior
+                never saw gets the mean prior).
         Returns:
             Per example, the rank of each candidate (1 = best, ties share the better rank), or its score
             (higher is better).
         """
         records = as_records(instructions, candidates, inputs)
         scores = candidate_scores(self.ranker, records, aggregation, seed, self._settings(batch_size))
+        if models is not None:
+            scores = self._with_prior(scores, candidates, models)
         if return_scores:
             return [np.asarray(s, dtype=float).tolist() for s in scores]
         return [competition_ranks(s).tolist() for s in scores]
+
+    def _with_prior(
+        self,
+        scores: Sequence[np.ndarray],
+        candidates: Sequence[Sequence[str]],
+        models: Sequence[Sequence[str]],
+    ) -> list[np.ndarray]:
+        if self.model_prior is None:
+            raise ValueError(
+                "rank(models=...) needs a model prior: a checkpoint trained by make train-ranker has "
+                "best/model_prior.json, or pass Blender(..., model_prior=ModelPrior.load(path))"
+            )
+        if len(models) != len(candidates):
+            raise ValueError(f"models has {len(models)} entries for {len(candidates)} instructions")
+        for e, (names, texts) in enumerate(zip(models, candidates, strict=True)):
+            if len(names) != len(texts):
+                raise ValueError(f"instruction {e}: {len(names)} models for {len(texts)} candidates")
+        return [
+            self.model_prior.combine(np.asarray(s, dtype=float), list(m))
+            for s, m in zip(scores, models, strict=True)
+        ]
 
     def rank_with_ref(
         self,

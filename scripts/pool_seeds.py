@@ -7,8 +7,12 @@ and the best single model gets the same paired bootstrap over instructions as th
 can land either side of Longest by luck of its seed (docs/results/pairranker.md); this says where the recipe
 sits.
 
+With --model-prior, each run's scores are first mixed with the model prior (each model's mean oracle score on
+train, weight cross-fitted on the split, as the report's "+ model prior" row): the recipe with the prior.
+
 python scripts/pool_seeds.py outputs/train_ranker/<run_a> outputs/train_ranker/<run_b> ... \
-    [--data ../shared/data/alpaca_blend_modern] [--split val] [--oracle gpt4_pref] [--aggregation max_logits]
+    [--data ../shared/data/alpaca_blend_modern] [--split val] [--oracle gpt4_pref] [--aggregation max_logits] \
+    [--model-prior [--train-split train] [--folds 2]]
 """
 
 from __future__ import annotations
@@ -19,14 +23,18 @@ from pathlib import Path
 import numpy as np
 
 from blender.evaluation.compare import experiment_methods
+from blender.evaluation.model_prior import ModelPrior, cross_fitted_scores, fit_priors
 from blender.evaluation.ranking import bootstrap_indices, interval, longest_scores, oracle_scores
 from blender.records.loading import find_split_file, read_jsonl
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_blend_modern"
 
 
-def run_picks(run_dir: Path, stem: str, records: list, aggregation: str) -> tuple[np.ndarray, str]:
-    """The run's pick per instruction (ids checked against the records) and the best model it chose on train.
+def run_picks(
+    run_dir: Path, stem: str, records: list, aggregation: str, prior: ModelPrior | None = None, folds: int = 2
+) -> tuple[np.ndarray, str]:
+    """The run's pick per instruction (ids checked against the records) and the best model it chose on train;
+    with `prior`, the pick of its scores mixed with the prior (weight cross-fitted over `folds`).
 
     Reads the scores the run's evaluation saved, the way `make eval`'s comparison does (experiment_methods).
     """
@@ -38,7 +46,11 @@ def run_picks(run_dir: Path, stem: str, records: list, aggregation: str) -> tupl
     methods, best_model = experiment_methods(
         eval_dir, stem, run_dir.name, records, aggregations=(aggregation,)
     )
-    return np.array([int(np.argmax(scores)) for scores in methods[0].scores]), best_model
+    scores = methods[0].scores
+    if prior is not None:
+        scores, weights = cross_fitted_scores(prior, scores, records, prior.oracle, folds)
+        print(f"{run_dir.name}: model prior weights {weights} over {folds} folds")
+    return np.array([int(np.argmax(s)) for s in scores]), best_model
 
 
 def main() -> None:
@@ -49,12 +61,19 @@ def main() -> None:
     parser.add_argument("--oracle", default="gpt4_pref")
     parser.add_argument("--aggregation", default="max_logits")
     parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--model-prior", action="store_true", help="pool the picks with the model prior")
+    parser.add_argument("--train-split", default="train", help="where the model prior is fitted")
+    parser.add_argument("--folds", type=int, default=2, help="the prior weight's cross-fitting folds")
     args = parser.parse_args()
 
     records = read_jsonl(find_split_file(args.data, args.split))
     oracle = [oracle_scores(r, args.oracle) for r in records]
     stem = f"{args.data.name}_{args.split}"
-    runs = [run_picks(run, stem, records, args.aggregation) for run in args.runs]
+    prior = None
+    if args.model_prior:
+        train = read_jsonl(find_split_file(args.data, args.train_split))
+        prior = ModelPrior(fit_priors(train, args.oracle), oracle=args.oracle)
+    runs = [run_picks(run, stem, records, args.aggregation, prior, args.folds) for run in args.runs]
     best_models = {best for _, best in runs}
     if len(best_models) != 1:
         raise ValueError(
@@ -78,7 +97,8 @@ def main() -> None:
             f"{run.name}: top-1 {args.oracle} {values.mean():.3f}, − Longest {values.mean() - longest.mean():+.3f}"
         )
     print(
-        f"{len(args.runs)} runs pooled, {args.aggregation}, {args.data.name} {args.split} ({len(records)} instructions):"
+        f"{len(args.runs)} runs pooled, {args.aggregation}{' + model prior' if prior else ''}, "
+        f"{args.data.name} {args.split} ({len(records)} instructions):"
     )
     show(f"top-1 {args.oracle}", pooled, sign="")
     show("− Longest", pooled - longest)

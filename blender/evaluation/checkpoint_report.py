@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from blender.aggregation import forward_passes
+from blender.devices import resolve_precision
 from blender.evaluation.methods import evaluate_ranker_with_methods
+from blender.evaluation.model_prior import PRIOR_FILE, ModelPrior
 from blender.evaluation.preference import report_preference
 from blender.evaluation.ranking import Method
 from blender.evaluation.report import print_table, write_report
@@ -76,8 +78,10 @@ def report_ranker(
     logits_file = output_dir / f"pair_logits_{data.name}_{split}.npz"
     # `make eval` right after `make train-ranker` reads the same checkpoint's matrices instead of recomputing
     # them (minutes on a CPU); any change of records, weights or precision recomputes.
-    saved = read_pair_logits(logits_file, records, checkpoint, inference.precision) if kind.pairwise else None
-    table, rankers, matrices = evaluate_ranker_with_methods(
+    # "auto" is saved as what it ran at here, so a machine that resolves it otherwise recomputes.
+    precision = resolve_precision(inference.precision, next(ranker.parameters()).device)
+    saved = read_pair_logits(logits_file, records, checkpoint, precision) if kind.pairwise else None
+    table, rankers, matrices, prior = evaluate_ranker_with_methods(
         ranker,
         records,
         best_model,
@@ -87,7 +91,11 @@ def report_ranker(
         report.evaluation.bootstrap_samples,
         report.evaluation.seed,
         saved_logits=saved,
+        prior_train=train if report.evaluation.model_prior else None,
+        prior_folds=report.evaluation.model_prior_folds,
     )
+    if prior is not None:
+        save_prior(prior, output_dir, checkpoint, data, split)
     table.update(dataset=data.name, split=split, checkpoint=checkpoint, ranker=kind.name)
     title = f"{data.name} {split}: {getattr(ranker, 'label', kind.name)} ({checkpoint})"
     print_table(table, title)
@@ -98,7 +106,7 @@ def report_ranker(
         first = rankers[0]
         n_candidates = int(sum(len(r.candidates) for r in records) / len(records))  # as ranker_methods
         seconds = first.seconds * forward_passes("max_logits", n_candidates) / first.forward_passes
-        write_pair_logits(logits_file, ids, models, matrices, seconds, inference.precision)
+        write_pair_logits(logits_file, ids, models, matrices, seconds, precision)
     elif matrices is None:
         scores_file = output_dir / f"candidate_scores_{data.name}_{split}.npz"
         write_candidate_scores(scores_file, ids, models, list(rankers[0].scores))
@@ -128,6 +136,17 @@ def report_ranker(
             records, rankers, title, train, data, split, output_dir, report
         )
     return table
+
+
+def save_prior(prior: ModelPrior, output_dir: Path, checkpoint: str, data: DataSettings, split: str) -> None:
+    """Write the fitted prior beside the report; on the validation split, also into the checkpoint folder (when it
+    is a local folder this process may write), so the ranker and its prior travel together to new data."""
+    prior.fitted_on = f"{data.name} {split}: {prior.fitted_on}"
+    prior.save(output_dir / f"model_prior_{data.name}_{split}.json")
+    folder = Path(checkpoint)
+    if split == data.val_split and folder.is_dir() and os.access(folder, os.W_OK):
+        prior.save(folder / PRIOR_FILE)
+        log.info("wrote %s (weight %.2f)", folder / PRIOR_FILE, prior.weight)
 
 
 def zero_shot_id(fuser: GenFuser) -> str:

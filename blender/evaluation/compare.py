@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from blender.aggregation import get_aggregation
+from blender.evaluation.model_prior import PRIOR_ROW_SUFFIX
 from blender.evaluation.paper_report import report_paper_tables
 from blender.evaluation.paper_tables import METRIC_TITLES, available_metrics, named_models_for
 from blender.evaluation.ranking import Method, longest_scores, oracle_scores, ranking_table
@@ -111,7 +112,12 @@ def experiment_methods(
         raise FileNotFoundError(f"{eval_dir}: no {scores_file.name} (the pointwise ranker's saved scores)")
     ids, _, scores = load_candidate_scores(scores_file)
     _check_ids(scores_file, ids, records)
-    (row,) = [r for r in measured.values() if r.get("forward_passes") is not None]
+    # The ranker's own row, not the row of its scores mixed with the model prior.
+    (row,) = [
+        r
+        for name, r in measured.items()
+        if r.get("forward_passes") is not None and not name.endswith(PRIOR_ROW_SUFFIX)
+    ]
     method = Method(
         label,
         scores=scores,

@@ -11,6 +11,7 @@ import numpy as np
 from torch import nn
 
 from blender.aggregation import forward_passes, get_aggregation
+from blender.evaluation.model_prior import ModelPrior, prior_method
 from blender.evaluation.ranking import Method, longest_scores, oracle_scores, ranking_table
 from blender.rankers.predict import InferenceSettings, full_matrices
 from blender.rankers.registry import PointwiseRanker, kind_of
@@ -113,7 +114,7 @@ def evaluate_ranker(
     seed: int = 0,
 ) -> dict:
     """The ranking table of `ranker` on `records`, with `best_model` (chosen on train) as the bar to clear."""
-    table, _, _ = evaluate_ranker_with_methods(
+    table, _, _, _ = evaluate_ranker_with_methods(
         ranker, records, best_model, oracle, aggregations, inference, bootstrap_samples, seed
     )
     return table
@@ -129,11 +130,15 @@ def evaluate_ranker_with_methods(
     bootstrap_samples: int = 1000,
     seed: int = 0,
     saved_logits: SavedPairLogits | None = None,
-) -> tuple[dict, list[Method], list[np.ndarray]]:
+    prior_train: Sequence[Record] | None = None,
+    prior_folds: int = 2,
+) -> tuple[dict, list[Method], list[np.ndarray], ModelPrior | None]:
     """As `evaluate_ranker`, also returning the ranker's rows (one per aggregation), so other tables
-    (Table 2 / Table 3) reuse its scores without running the model again, and the N×N logit matrices
-    (None for a pointwise ranker, whose one row needs no aggregation). `saved_logits` stands in for the
-    PairRanker's full matrix (see `ranker_methods`)."""
+    (Table 2 / Table 3) reuse its scores without running the model again, the N×N logit matrices
+    (None for a pointwise ranker, whose one row needs no aggregation) and the model prior. `saved_logits`
+    stands in for the PairRanker's full matrix (see `ranker_methods`). With `prior_train`, the row of the
+    ranker's first score (MaxLogits, or the pointwise row) plus the model prior fitted on it is added
+    (`blender.evaluation.model_prior`)."""
     methods = baseline_methods(records, oracle)
     if kind_of(ranker).pairwise:
         rankers, matrices = ranker_methods(
@@ -141,8 +146,12 @@ def evaluate_ranker_with_methods(
         )
     else:
         rankers, matrices = [pointwise_method(ranker, records, inference or InferenceSettings())], None
+    prior = None
+    if prior_train is not None:
+        row, prior = prior_method(rankers[0], records, prior_train, oracle, prior_folds, seed)
+        rankers.append(row)
     compare_to = ["Longest", f"model: {best_model}"]
     table = ranking_table(
         records, oracle, best_model, [*methods, *rankers], bootstrap_samples, seed, compare_to
     )
-    return table, rankers, matrices
+    return table, rankers, matrices, prior

@@ -42,7 +42,10 @@ class EvalSettings:
     Attributes:
         aggregations: a pairwise ranker's rows, each read off its one full matrix.
         bootstrap_samples: resamples of the 95% intervals.
-        seed: the bootstrap's and the bubble run's seed.
+        seed: the bootstrap's, the bubble run's and the prior's cross-fitting seed.
+        model_prior: add the row "<ranker> + model prior": each model's mean oracle score on train as a prior,
+            mixed with the ranker's first row by a weight cross-fitted on the split (`evaluation.model_prior`).
+        model_prior_folds: the cross-fitting's folds.
     """
 
     CONFIG_KEY: ClassVar[str] = "eval"
@@ -50,10 +53,14 @@ class EvalSettings:
     aggregations: list[str] = field(default_factory=lambda: ["max_logits", "max_wins", "bubble"])
     bootstrap_samples: int = 1000
     seed: int = 0
+    model_prior: bool = True
+    model_prior_folds: int = 2
 
     def __post_init__(self) -> None:
         check_types(self)
         require_positive(self, "bootstrap_samples")
+        if self.model_prior_folds < 2:
+            raise ValueError(f"eval.model_prior_folds must be at least 2, got {self.model_prior_folds}")
         for name in self.aggregations:
             get_aggregation(name)  # an unknown name fails here, listing the choices
 

@@ -74,7 +74,7 @@ class GenerationSettings:
         repetition_penalty: transformers' penalty on tokens already in the prompt or answer (1.0: off).
         stop_strings: an answer ends at the first of these (not kept); a base model that was never trained
             to stop would go on writing the prompt's next part ("Instruction: ...").
-        mixed_precision: "no", "bf16" or "fp16" autocast.
+        mixed_precision: "no", "bf16" or "fp16" autocast; "auto": bf16 where the device computes it natively.
         show_progress: draw a bar.
     """
 
@@ -85,7 +85,7 @@ class GenerationSettings:
     answer_no_repeat_ngram_size: int = 0
     repetition_penalty: float = 1.0
     stop_strings: list[str] = field(default_factory=lambda: list(PROMPT_STOP_STRINGS))
-    mixed_precision: str = "bf16"
+    mixed_precision: str = "auto"
     show_progress: bool = True
 
 

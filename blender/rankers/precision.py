@@ -1,6 +1,7 @@
 """Numerical precision of a ranker's inference: fp32, bf16 / fp16 autocast, or dynamic int8.
 
-`inference.precision` picks one. bf16 and fp16 run the same weights under `torch.autocast`; int8 runs a copy
+`inference.precision` picks one; "auto" is bf16 where the device computes it natively and fp32 elsewhere
+(`blender.devices.native_bf16`: emulated bf16 is slower than fp32 on a CPU without AVX512-BF16 or AMX). bf16 and fp16 run the same weights under `torch.autocast`; int8 runs a copy
 of the ranker whose encoder Linear layers are dynamically quantized (`torch.ao.quantization.quantize_dynamic`:
 int8 weights, activations quantized per batch on the fly; on x86 the fbgemm kernels use VNNI where the CPU
 has it). The copy is made once per ranker and weights: a ranker trained further gets a fresh copy.
@@ -17,7 +18,9 @@ import weakref
 import torch
 from torch import nn
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+from blender.devices import resolve_precision
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 # ranker -> (its weights' version when copied, the int8 copy)
@@ -34,8 +37,8 @@ def check_precision(precision: str) -> str:
 
 
 def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """The autocast region a precision runs under (none for fp32 and int8)."""
-    dtype = AUTOCAST_DTYPES.get(check_precision(precision))
+    """The autocast region a precision runs under on `device` (none for fp32 and int8)."""
+    dtype = AUTOCAST_DTYPES.get(resolve_precision(check_precision(precision), device))
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from blender.aggregation import bubble_runs, one_order_matrix, pair_orders
 from blender.rankers.encoding import EncodedTexts
+from blender.devices import resolve_precision
 from blender.rankers.precision import AUTOCAST_DTYPES, PRECISIONS, autocast_for, model_for_precision
 from blender.ranking_schemes import SchemeResult, rank_with_scheme
 from blender.records import Record
@@ -38,9 +39,10 @@ class InferenceSettings:
     Attributes:
         max_tokens: padded tokens per batch (batch rows × longest row).
         max_batch_size: rows per batch at most.
-        precision: "fp32"; "bf16" or "fp16" autocast on the ranker's device (bf16 is ~1.7x faster than fp32 on
-            this project's CPU); or "int8", a dynamically quantized copy of the encoder (CPU; PairRanker only).
-            See `blender.rankers.precision`.
+        precision: "fp32"; "bf16" or "fp16" autocast on the ranker's device (bf16 was ~1.7x faster than fp32 on
+            an AMD EPYC with AVX512-BF16, and 2.7x slower on a Xeon without it); "auto", bf16 where the device
+            computes it natively, else fp32; or "int8", a dynamically quantized copy of the encoder (CPU;
+            PairRanker only). See `blender.rankers.precision`.
         show_progress: draw a progress bar.
     """
 
@@ -48,7 +50,7 @@ class InferenceSettings:
 
     max_tokens: int = 16384
     max_batch_size: int = 64
-    precision: str = "bf16"
+    precision: str = "auto"
     show_progress: bool = True
 
     def __post_init__(self) -> None:
@@ -84,8 +86,10 @@ def length_sorted_batches(lengths: Sequence[int], max_tokens: int, max_batch_siz
 
 
 def autocast_context(device: torch.device, mixed_precision: str) -> contextlib.AbstractContextManager:
-    """Autocast for a float precision: "no" or "fp32" (none), "bf16", "fp16". int8 is not an autocast: it runs a
+    """Autocast for a float precision: "no" or "fp32" (none), "bf16", "fp16", "auto" (bf16 where `device` has it
+    natively, else none). int8 is not an autocast: it runs a
     quantized copy of the model, which only PairRanker inference makes (`score_pairs`)."""
+    mixed_precision = resolve_precision(mixed_precision, device)
     if mixed_precision in ("no", "fp32"):
         return contextlib.nullcontext()
     if mixed_precision == "int8":

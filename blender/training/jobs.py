@@ -20,6 +20,7 @@ import numpy as np
 from accelerate.utils import set_seed
 from torch import nn
 
+from blender.devices import resolve_device, resolve_precision
 from blender.evaluation.checkpoint_report import report_fused, report_ranker
 from blender.evaluation.ranking import Method
 from blender.evaluation.reporting import ReportSettings, best_single_model
@@ -93,11 +94,15 @@ def run_fingerprint(
     """What shapes a training run, flat: the data (and its files' digests), the model's settings, the trainer's
     (but its bookkeeping) and the precision validation runs at."""
     trainer_settings = {k: v for k, v in asdict(trainer).items() if k not in _BOOKKEEPING}
+    # "auto" as it resolves on this machine: resuming where it resolves otherwise would train differently.
+    device = resolve_device("auto")
+    if trainer_settings.get("mixed_precision") == "auto":
+        trainer_settings["mixed_precision"] = resolve_precision("auto", device, fp32_name="no")
     sections = {
         **data_fingerprint(data, (data.train_split, data.val_split)),
         **model,
         "trainer": trainer_settings,
-        "inference": {"precision": inference.precision},
+        "inference": {"precision": resolve_precision(inference.precision, device)},
     }
     return flatten_settings(json.loads(json.dumps(sections, default=str)))
 

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from blender.devices import resolve_device, resolve_precision
 from blender.files import write_dir_atomic, write_json_atomic
 from blender.settings import check_types, require, require_choice, require_positive
 from blender.training.checkpoints import (
@@ -60,7 +61,8 @@ class TrainSettings:
         optimizer: "adamw" or "adafactor" (the original ranker used Adafactor).
         grad_accum: micro-batches per optimizer step.
         max_grad_norm: clip the gradient norm (None: no clipping).
-        mixed_precision: "no", "bf16", "fp16", or None to take the launcher's setting.
+        mixed_precision: "no", "bf16", "fp16", "auto" (bf16 where this machine computes it natively, else "no":
+            `blender.devices.native_bf16`), or None to take the launcher's setting.
         seed: seeds weights, sampling and dropout; epoch e draws its data with seed + e.
         eval_every_epochs: validate after every this many epochs (and after the last).
         best_metric: the validation metric that picks the best checkpoint.
@@ -88,7 +90,7 @@ class TrainSettings:
     optimizer: str = "adamw"
     grad_accum: int = 1
     max_grad_norm: float | None = 1.0
-    mixed_precision: str | None = "bf16"
+    mixed_precision: str | None = "auto"
     seed: int = 42
     eval_every_epochs: int = 1
     best_metric: str = "val/top1_oracle"
@@ -124,7 +126,7 @@ class TrainSettings:
             "must be above 0 or null",
         )
         require_choice(self, "optimizer", ("adamw", "adafactor"))
-        require_choice(self, "mixed_precision", (None, "no", "bf16", "fp16"))
+        require_choice(self, "mixed_precision", (None, "auto", "no", "bf16", "fp16"))
         require_choice(self, "best_mode", ("max", "min"))
         require_choice(self, "val_mode", ("bubble", "full"))
         require_choice(self, "resume", ("auto", "never", "force"))
@@ -248,9 +250,13 @@ def fit(
     logger = logger or LoggerSettings()
     if evaluate is not None and val_metrics is not None and settings.best_metric not in val_metrics:
         raise ValueError(f"trainer.best_metric={settings.best_metric!r} is not one of {sorted(val_metrics)}")
+    mixed_precision = settings.mixed_precision
+    if mixed_precision == "auto":
+        mixed_precision = resolve_precision("auto", resolve_device("auto"), fp32_name="no")
+        log.info("trainer.mixed_precision=auto: %s on this machine", mixed_precision)
     accelerator = Accelerator(
         gradient_accumulation_steps=settings.grad_accum,
-        mixed_precision=settings.mixed_precision,
+        mixed_precision=mixed_precision,
         log_with="wandb" if logger.name == "wandb" else None,
         project_dir=str(output_dir),
     )

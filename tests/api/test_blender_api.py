@@ -204,3 +204,26 @@ def test_vllm_models_need_vllm(blender):
         blender.n_generate(vllm_like, None, INSTRUCTIONS, n=2)
     with pytest.raises(TypeError, match="transformers model that generates or a vllm.LLM"):
         blender.n_generate(object(), None, INSTRUCTIONS, n=2)
+
+
+def test_rank_with_models_mixes_in_the_model_prior(tiny_ranker):
+    from blender.evaluation.model_prior import ModelPrior
+
+    plain = Blender(tiny_ranker, QUIET)
+    scores = plain.rank(INSTRUCTIONS, CANDIDATES, return_scores=True)
+    with pytest.raises(ValueError, match="needs a model prior"):
+        plain.rank(INSTRUCTIONS, CANDIDATES, models=[["a"] * len(c) for c in CANDIDATES])
+    # A weight so large the prior decides: the candidate of the model with the highest prior ranks first.
+    models = [[f"m{k}" for k in range(len(c))] for c in CANDIDATES]
+    prior = ModelPrior({f"m{k}": float(k) for k in range(10)}, weight=1000.0)
+    mixed = Blender(tiny_ranker, QUIET, model_prior=prior)
+    ranks = mixed.rank(INSTRUCTIONS, CANDIDATES, models=models)
+    assert [r.index(1) for r in ranks] == [len(c) - 1 for c in CANDIDATES]
+    # Weight 0 keeps the ranker's order (its z-scores).
+    prior.weight = 0.0
+    kept = mixed.rank(INSTRUCTIONS, CANDIDATES, models=models, return_scores=True)
+    for z, s in zip(kept, scores, strict=True):
+        s = np.asarray(s)
+        np.testing.assert_allclose(z, (s - s.mean()) / s.std(), atol=1e-6)
+    with pytest.raises(ValueError, match="instruction 0: 1 models"):
+        mixed.rank(INSTRUCTIONS, CANDIDATES, models=[["m0"]] + models[1:])

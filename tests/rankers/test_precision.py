@@ -51,7 +51,7 @@ def test_int8_copy_quantizes_the_encoder_only_and_is_made_once_per_weights(tiny_
 
 
 def test_precision_is_checked_where_it_is_set():
-    assert PRECISIONS == ("fp32", "bf16", "fp16", "int8")
+    assert PRECISIONS == ("auto", "fp32", "bf16", "fp16", "int8")
     with pytest.raises(ValueError, match="inference.precision='no'.*fp32.*int8"):
         InferenceSettings(precision="no")
     with pytest.raises(ValueError, match="inference.precision='onnx'"):
@@ -63,3 +63,29 @@ def test_pointwise_rankers_refuse_int8_rather_than_run_fp32(records):
 
     with pytest.raises(ValueError, match="int8 is implemented for PairRanker"):
         autocast_context(torch.device("cpu"), "int8")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_is_bf16_only_where_the_device_has_it_natively(monkeypatch, native):
+    import blender.devices as devices
+    from blender.rankers.precision import autocast_for
+
+    monkeypatch.setattr(devices, "native_bf16", lambda device: native)
+    cpu = torch.device("cpu")
+    assert devices.resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+    assert devices.resolve_precision("auto", cpu, fp32_name="no") == ("bf16" if native else "no")
+    assert devices.resolve_precision("fp16", cpu) == "fp16"  # an explicit choice is kept
+    with autocast_for(cpu, "auto"):
+        assert torch.is_autocast_enabled("cpu") is native
+        if native:
+            assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_native_bf16_reads_the_cpu_flags(monkeypatch):
+    from blender.devices import native_bf16
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert native_bf16(torch.device("cpu")) is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert native_bf16(torch.device("cpu")) is True
