@@ -19,8 +19,8 @@ import torch
 from tqdm.auto import tqdm
 
 from blender.aggregation import bubble_runs, one_order_matrix, pair_orders
-from blender.rankers.encoding import EncodedTexts
 from blender.devices import resolve_precision
+from blender.rankers.encoding import EncodedTexts
 from blender.rankers.precision import AUTOCAST_DTYPES, PRECISIONS, autocast_for, model_for_precision
 from blender.ranking_schemes import SchemeResult, rank_with_scheme
 from blender.records import Record
