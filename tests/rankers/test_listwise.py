@@ -162,3 +162,19 @@ def test_ranker_listwise_trains_and_reports_its_row_through_the_entry_point(
     assert isinstance(load_ranker(tmp_path / "run" / "best"), ListwiseRanker)
     row = {r["method"]: r for r in summary["eval"]["rows"]}["Listwise"]
     assert row["forward_passes"] == 4
+
+
+def test_candidates_per_instruction_draws_that_many_each_epoch():
+    ranker, data = listwise(), records(4, n_candidates=5)
+    sampling = ListwiseSampling(candidates_per_instruction=3)
+    plan = prepare_listwise_training(ranker, data, ["gpt4_pref"], sampling, batch_size=6, seed=0)
+    first, second = plan.epoch_batches(0), plan.epoch_batches(1)
+    assert all(len(c) == 3 and len(set(c)) == 3 for c in first.chosen)
+    assert first.chosen != second.chosen  # drawn anew each epoch
+    batch = first[0]
+    assert batch["input_ids"].shape[0] == 6 and batch["signal"].shape == (2, 3, 1)  # 6 // 3 = 2 instructions
+    e = first.batches[0][0]
+    expected = [(k + 1) / 6 for k in first.chosen[e]]  # make_raw_record: candidate k scores (k+1)/(n+1)
+    np.testing.assert_allclose(batch["signal"][0, :, 0].numpy(), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="candidates_per_instruction=1"):
+        ListwiseSampling(candidates_per_instruction=1)
