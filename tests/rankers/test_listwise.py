@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from blender.cli import train_ranker
 from blender.evaluation.methods import pointwise_method
 from blender.rankers import InferenceSettings, ListwiseRanker, ListwiseSampling, PointwiseRanker, load_ranker
 from blender.rankers.listwise import listwise_loss, prepare_listwise_training
 from blender.rankers.registry import get_kind, kind_of
 from blender.records import parse_record
 from blender.training.rankers import train_ranker as fit_ranker
-from tests.conftest import compose_config, make_raw_record, make_tiny_encoder, make_tiny_tokenizer
+from tests.conftest import make_raw_record, make_tiny_encoder, make_tiny_tokenizer
 from tests.training.test_loop import settings
 
 QUIET = InferenceSettings(precision="fp32", show_progress=False)
@@ -140,28 +139,6 @@ def test_sampling_names_the_bad_key():
         ListwiseSampling(loss="softmax")
     with pytest.raises(ValueError, match="ranker.sampling.weighting='top'"):
         ListwiseSampling(weighting="top")
-
-
-def test_ranker_listwise_trains_and_reports_its_row_through_the_entry_point(
-    tmp_path, small_dataset, one_thread
-):
-    cfg = compose_config(
-        "train_ranker",
-        [
-            "experiment=smoke",
-            "ranker=listwise",
-            f"data.path={small_dataset}",
-            f"output_dir={tmp_path / 'run'}",
-            "trainer.mixed_precision=no",
-            "trainer.show_progress=false",
-            "inference.show_progress=false",
-            "eval.bootstrap_samples=50",
-        ],
-    )
-    summary = train_ranker.run(cfg)
-    assert isinstance(load_ranker(tmp_path / "run" / "best"), ListwiseRanker)
-    row = {r["method"]: r for r in summary["eval"]["rows"]}["Listwise"]
-    assert row["forward_passes"] == 4
 
 
 def test_candidates_per_instruction_draws_that_many_each_epoch():
