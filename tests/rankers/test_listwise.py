@@ -1,0 +1,157 @@
+"""The listwise ranker: [source; candidate] once per candidate, trained on all pairs of an instruction."""
+
+import numpy as np
+import pytest
+import torch
+
+from blender.evaluation.methods import pointwise_method
+from blender.rankers import InferenceSettings, ListwiseRanker, ListwiseSampling, PointwiseRanker, load_ranker
+from blender.rankers.listwise import listwise_loss, prepare_listwise_training
+from blender.rankers.registry import get_kind, kind_of
+from blender.records import parse_record
+from blender.training.rankers import train_ranker as fit_ranker
+from tests.conftest import make_raw_record, make_tiny_encoder, make_tiny_tokenizer
+from tests.training.test_loop import settings
+
+QUIET = InferenceSettings(precision="fp32", show_progress=False)
+
+
+def listwise(tasks=("gpt4_pref",), pooling="mean", seed=0) -> ListwiseRanker:
+    tokenizer = make_tiny_tokenizer()
+    return ListwiseRanker(
+        make_tiny_encoder(len(tokenizer), seed=seed),
+        tokenizer,
+        task_names=list(tasks),
+        dropout=0.0,
+        source_max_length=12,
+        candidate_max_length=10,
+        pooling=pooling,
+    ).eval()
+
+
+def records(n: int = 3, n_candidates: int = 4, offset: int = 0):
+    return [parse_record(make_raw_record(offset + i, n_candidates), "t") for i in range(n)]
+
+
+def test_it_is_a_registered_pointwise_kind_with_n_passes_per_instruction():
+    ranker = listwise()
+    assert isinstance(ranker, PointwiseRanker) and kind_of(ranker) is get_kind("listwise")
+    assert not get_kind("listwise").pairwise and get_kind("listwise").trainable
+    data = records(3, n_candidates=5)
+    assert [ranker.forward_passes(r) for r in data] == [5, 5, 5]
+    method = pointwise_method(ranker, data, QUIET)
+    assert method.forward_passes == 5 and [len(s) for s in method.scores] == [5, 5, 5]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "marker"])
+def test_the_head_reads_source_and_candidate_pooled_apart(pooling):
+    ranker = listwise(("a", "b"), pooling=pooling)
+    e = ranker.encoder
+    encoded = e.encode_record_texts("the answer", ["good", "bad a b"])
+    ids = ranker.candidate_ids(encoded, 1)
+    assert ids.count(e.source_id) == 1 and ids.count(e.candidate1_id) == 1 and e.candidate2_id not in ids
+    batch = e.pad([ids])
+    hidden = ranker.backbone(**batch).last_hidden_state[0]
+    # Each part runs from its marker to the next (the wrapping tokens between count with the part before).
+    start, split = ids.index(e.source_id), ids.index(e.candidate1_id)
+    if pooling == "mean":
+        source, candidate = hidden[start:split].mean(0), hidden[split:].mean(0)
+    else:
+        source, candidate = hidden[start], hidden[split]
+    expected = ranker.head(torch.cat([source, candidate]))
+    torch.testing.assert_close(ranker(batch["input_ids"], batch["attention_mask"])[0], expected)
+
+
+def test_scores_do_not_depend_on_batching_or_padding():
+    ranker, data = listwise(), records(3)
+    one_by_one = InferenceSettings(precision="fp32", show_progress=False, max_batch_size=1)
+    for a, b in zip(ranker.score_records(data, QUIET), ranker.score_records(data, one_by_one), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_save_and_load_give_the_same_scores(tmp_path):
+    ranker, data = listwise(("a", "b"), pooling="marker"), records(2)
+    ranker.save(tmp_path / "ckpt")
+    again = load_ranker(tmp_path / "ckpt")
+    assert type(again) is ListwiseRanker and again.settings() == ranker.settings()
+    for a, b in zip(ranker.score_records(data, QUIET), again.score_records(data, QUIET), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_a_batch_holds_whole_instructions_and_the_loss_sees_all_their_pairs():
+    ranker, data = listwise(), records(5)
+    plan = prepare_listwise_training(ranker, data, ["gpt4_pref"], ListwiseSampling(), batch_size=8, seed=0)
+    batches = plan.epoch_batches(0)
+    assert len(batches) == 3  # 8 sequences // 4 candidates = 2 instructions a batch: 2 + 2 + 1
+    batch = batches[0]
+    assert batch["input_ids"].shape[0] == 8 and batch["signal"].shape == (2, 4, 1)
+    # gpt4_pref (k+1)/5: every gap is 0.2 or more, above min_delta 0.1, so all 6 pairs of each instruction count.
+    loss, logs = listwise_loss(ranker, batch, ListwiseSampling(), [0.1])
+    scores = ranker(batch["input_ids"], batch["attention_mask"]).view(2, 4)
+    pairs = [(i, j) for i in range(4) for j in range(i)]  # j < i: candidate i is the better one
+    expected = torch.stack(
+        [torch.nn.functional.softplus(scores[:, j] - scores[:, i]) for i, j in pairs]
+    ).mean()
+    torch.testing.assert_close(loss, expected)
+    assert set(logs) == {"pick_is_best"}
+
+
+def test_a_tiny_listwise_ranker_overfits_a_few_instructions(tmp_path, one_thread):
+    # Four instructions, trained and validated on: the best candidate (0.8) is picked in each.
+    ranker = listwise(seed=1)
+    data = records(4)
+    summary = fit_ranker(
+        ranker,
+        data,
+        data,
+        ["gpt4_pref"],
+        "gpt4_pref",
+        "m3",
+        ListwiseSampling(),
+        settings(epochs=15, batch_size=4, lr=3e-3, save_every_steps=1000),
+        tmp_path,
+    )
+    assert summary["best_value"] == pytest.approx(0.8)
+    trained = load_ranker(tmp_path / "best")
+    picks = [int(np.argmax(s)) for s in trained.score_records(data, QUIET)]
+    assert picks == [3, 3, 3, 3]
+
+
+def test_the_listnet_loss_trains_too(tmp_path, one_thread):
+    ranker = listwise(seed=1)
+    data = records(4)
+    summary = fit_ranker(
+        ranker,
+        data,
+        data,
+        ["gpt4_pref"],
+        "gpt4_pref",
+        "m3",
+        ListwiseSampling(loss="listnet", temperature=0.1),
+        settings(epochs=15, batch_size=4, lr=3e-3, save_every_steps=1000),
+        tmp_path,
+    )
+    assert np.isfinite(summary["train/loss"]) and summary["best_value"] == pytest.approx(0.8)
+
+
+def test_sampling_names_the_bad_key():
+    with pytest.raises(ValueError, match="ranker.sampling.loss='softmax'"):
+        ListwiseSampling(loss="softmax")
+    with pytest.raises(ValueError, match="ranker.sampling.weighting='top'"):
+        ListwiseSampling(weighting="top")
+
+
+def test_candidates_per_instruction_draws_that_many_each_epoch():
+    ranker, data = listwise(), records(4, n_candidates=5)
+    sampling = ListwiseSampling(candidates_per_instruction=3)
+    plan = prepare_listwise_training(ranker, data, ["gpt4_pref"], sampling, batch_size=6, seed=0)
+    first, second = plan.epoch_batches(0), plan.epoch_batches(1)
+    assert all(len(c) == 3 and len(set(c)) == 3 for c in first.chosen)
+    assert first.chosen != second.chosen  # drawn anew each epoch
+    batch = first[0]
+    assert batch["input_ids"].shape[0] == 6 and batch["signal"].shape == (2, 3, 1)  # 6 // 3 = 2 instructions
+    e = first.batches[0][0]
+    expected = [(k + 1) / 6 for k in first.chosen[e]]  # make_raw_record: candidate k scores (k+1)/(n+1)
+    np.testing.assert_allclose(batch["signal"][0, :, 0].numpy(), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="candidates_per_instruction=1"):
+        ListwiseSampling(candidates_per_instruction=1)
