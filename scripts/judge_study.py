@@ -85,7 +85,7 @@ def confusion_section(records, truths, picks) -> list[str]:
             else float("nan")
         )
         cells = " | ".join(str(counts.get((row, col), 0) or "·") for col in models)
-        lines.append(f"| {short[row]} | {cells} | {n} | {quality:.3f} |")
+        lines.append(f"| {short[row]} | {cells} | {n} | {'–' if n == 0 else f'{quality:.3f}'} |")
     return [*lines, ""]
 
 
