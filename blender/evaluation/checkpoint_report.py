@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from blender.aggregation import forward_passes
+from blender.distributed import is_main_process
 from blender.evaluation.methods import evaluate_ranker_with_methods
 from blender.evaluation.preference import report_preference
 from blender.evaluation.ranking import Method
@@ -89,6 +90,10 @@ def report_ranker(
         saved_logits=saved,
     )
     table.update(dataset=data.name, split=split, checkpoint=checkpoint, ranker=kind.name)
+    if not is_main_process():
+        # The other processes of a launched run computed their shard of the scores; the main one writes the
+        # report and fuses (generation is not sharded: it runs on the main process only).
+        return table
     title = f"{data.name} {split}: {getattr(ranker, 'label', kind.name)} ({checkpoint})"
     print_table(table, title)
     markdown, _ = write_report(table, output_dir, f"ranking_{data.name}_{split}", title)
