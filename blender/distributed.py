@@ -51,9 +51,14 @@ def join_launched_run() -> None:
         return
     from accelerate import PartialState
 
-    # DeepSpeed without a GPU: accelerate needs the backend named (see `blender.training.loop`).
-    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-    PartialState(**({"backend": "gloo"} if deepspeed and not torch.cuda.is_available() else {}))
+    # Without a GPU accelerate needs telling (see `_launch_layout` in `blender.training.loop`): DDP runs on the
+    # CPU over gloo; DeepSpeed needs its backend named.
+    if torch.cuda.is_available():
+        PartialState()
+    elif os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        PartialState(backend="gloo")
+    else:
+        PartialState(cpu=True)
 
 
 def barrier() -> None:

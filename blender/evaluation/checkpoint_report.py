@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from blender.aggregation import forward_passes
-from blender.distributed import is_main_process
+from blender.distributed import is_main_process, join_launched_run
 from blender.evaluation.methods import evaluate_ranker_with_methods
 from blender.evaluation.preference import report_preference
 from blender.evaluation.ranking import Method
@@ -281,6 +281,7 @@ def evaluate_checkpoint(
 ) -> dict:
     """`make eval`: load a ranker checkpoint (any kind) and report it on `split`; with `fuser_checkpoint`, the
     fused row of its top-K too; with `zero_shot` (the `fuser` config's pretrained model), its row beside it."""
+    join_launched_run()  # `accelerate launch -m blender.cli.evaluate`: each process scores its shard
     ranker = load_ranker(checkpoint)
     records = data.load(split, data.limit_val)
     train = data.load(data.train_split, data.limit_train)

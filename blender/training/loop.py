@@ -257,7 +257,7 @@ def fit(
         mixed_precision=settings.mixed_precision,
         log_with="wandb" if logger.name == "wandb" else None,
         project_dir=str(output_dir),
-        kwargs_handlers=_process_group_kwargs(),
+        **_launch_layout(),
     )
     set_seed(settings.seed)
     if logger.name not in ("none", "wandb"):
@@ -448,7 +448,10 @@ def fit(
         "num_processes": accelerator.num_processes,
         "trained_batches": summary_batches,
     }
-    accelerator.end_training()
+    # Trackers end here, but not the process group (as `end_training` would): the evaluation after training
+    # shards its records over the same processes. It ends when the processes exit.
+    for tracker in accelerator.trackers:
+        tracker.finish()
     return summary
 
 
@@ -526,13 +529,18 @@ def _from_main(accelerator: Accelerator, value: Any) -> Any:
     return broadcast_object_list([value], from_process=0)[0]
 
 
-def _process_group_kwargs() -> list[InitProcessGroupKwargs]:
-    """DeepSpeed on CPU (`DS_ACCELERATOR=cpu`, no GPU): accelerate leaves its backend unset there and then counts
-    one process however many were launched, so name gloo (what DeepSpeed falls back to without oneCCL)."""
-    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-    if deepspeed and not torch.cuda.is_available():
-        return [InitProcessGroupKwargs(backend="gloo")]
-    return []
+def _launch_layout() -> dict[str, Any]:
+    """Accelerator arguments for a launched run without a GPU, which accelerate does not work out alone.
+
+    DDP (`conf/accelerate/multi_cpu.yaml`, spawned by torchrun as multi_gpu.yaml is): `cpu=True` makes it
+    MULTI_CPU over gloo. DeepSpeed (`DS_ACCELERATOR=cpu`): accelerate leaves the backend unset and then counts one
+    process however many were launched, so gloo is named (what DeepSpeed falls back to without oneCCL).
+    """
+    if torch.cuda.is_available():
+        return {}
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        return {"kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
+    return {"cpu": True}
 
 
 def _configure_deepspeed(accelerator: Accelerator, settings: TrainSettings) -> None:
