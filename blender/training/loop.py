@@ -378,7 +378,11 @@ def fit(
     started = time.perf_counter()
     while state.epoch < settings.epochs and not done:
         batches, mine = epoch_batches(state.epoch), my_batches(state.epoch)
-        if state.batch_in_epoch == 0 and len(batches) % accelerator.num_processes:
+        if (
+            accelerator.is_main_process
+            and state.batch_in_epoch == 0
+            and len(batches) % accelerator.num_processes
+        ):
             log.info(
                 "epoch %d: %d micro-batches over %d processes: %d process(es) end the epoch with a zero-weight "
                 "filler (trains nothing, keeps the processes in step)",
