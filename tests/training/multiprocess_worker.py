@@ -147,6 +147,33 @@ def fixed_logits(ranker: PairRanker) -> list[float]:
         return ranker.pair_logits(inputs["input_ids"], inputs["attention_mask"]).float().tolist()
 
 
+def train_tiny_fuser(output_dir: Path):
+    """A tiny T5 fuser trained for one epoch on 8 examples (2 batches of 4), validated on 3 by its loss."""
+    from blender.fuser.training import train_fuser
+    from tests.fuser.test_model import examples, tiny_fuser
+
+    fuser = tiny_fuser("seq2seq")
+    summary = train_fuser(
+        fuser,
+        examples(),
+        examples()[:3],
+        settings(epochs=1, best_metric="val/loss", best_mode="min"),
+        output_dir,
+    )
+    return fuser, summary
+
+
+def fixed_fuser_loss(fuser) -> float:
+    """The loss of a fixed batch (every process runs it, as `fixed_logits`)."""
+    from blender.fuser.training import encode_examples, fuser_loss
+    from tests.fuser.test_model import examples
+
+    batch = fuser.collate(encode_examples(fuser, examples()[4:]))
+    fuser.model.eval()
+    with torch.no_grad():
+        return float(fuser_loss(fuser.model, batch)[0])
+
+
 def state(ranker: PairRanker) -> dict:
     return {k: v.detach().float().clone() for k, v in ranker.state_dict().items()}
 
@@ -192,6 +219,8 @@ def main(scenario: str, out: Path) -> None:
             pass
         _, summary, calls = train(out / "killed", 6, epochs=2)
         write(out, "zero_resume.json", {"steps": summary["global_step"], "calls": len(calls)})
+        fuser, summary = train_tiny_fuser(out / "fuser")
+        write(out, "zero_fuser.json", {"loss": fixed_fuser_loss(fuser), "steps": summary["global_step"]})
     else:
         raise SystemExit(f"unknown scenario {scenario!r}; choose ddp or zero")
 

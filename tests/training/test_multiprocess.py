@@ -19,9 +19,11 @@ import pytest
 import torch
 
 from blender.cli import evaluate
+from blender.fuser.model import GenFuser
 from blender.rankers import PairRanker
 from blender.training.checkpoints import RunFolderError
 from tests.conftest import CONF, REPO, compose_config, make_raw_record, write_jsonl
+from tests.fuser.test_model import tiny_fuser
 from tests.training import multiprocess_worker as worker
 
 pytestmark = pytest.mark.slow
@@ -149,10 +151,11 @@ def test_evaluation_under_two_processes_writes_the_report_of_one_process(eval_in
 
     assert len(one["rows"]) > 4 and rows(two) == rows(one)
     assert two["differences"] == one["differences"]
-    # The same files, written once (Hydra's own .hydra/ and log aside: the launched run went through main()).
+    # The same files, written once (Hydra's own folder and log aside: the launched run went through main()).
 
     def written(folder):
-        return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".") and p.suffix != ".log")
+        hydra = {"hydra", ".hydra"}
+        return sorted(p.name for p in folder.iterdir() if p.name not in hydra and p.suffix != ".log")
 
     assert written(root / "two") == written(root / "one")
 
@@ -171,3 +174,9 @@ def test_deepspeed_zero_trains_saves_and_the_checkpoint_scores_alike_in_one_plai
     assert max(abs(a - b) for a, b in zip(fresh, result["logits"], strict=True)) > 1e-3  # it trained
     # Stopped after 2 of 4 steps and resumed from the DeepSpeed checkpoint: the other 2 were trained.
     assert json.loads((tmp_path / "zero_resume.json").read_text()) == {"steps": 4, "calls": 2}
+    # The fuser too: one epoch of 2 batches is 1 step on 2 processes; its best/ loads in one plain process.
+    fused = json.loads((tmp_path / "zero_fuser.json").read_text())
+    assert fused["steps"] == 1
+    loaded = GenFuser.load(tmp_path / "fuser" / "best")
+    assert worker.fixed_fuser_loss(loaded) == pytest.approx(fused["loss"], abs=1e-5)
+    assert abs(worker.fixed_fuser_loss(tiny_fuser("seq2seq")) - fused["loss"]) > 1e-4  # it trained
