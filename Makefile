@@ -40,7 +40,7 @@ lint: ## ruff: lint and format check
 	$(PYTHON) -m ruff check blender tests scripts
 	$(PYTHON) -m ruff format --check blender tests scripts
 
-train-ranker: ## Train a ranker and evaluate it (ARGS="data=alpaca_blend trainer.epochs=3", ACCEL=single_gpu|multi_gpu|zero2)
+train-ranker: ## Train a ranker and evaluate it (ARGS="data=alpaca_blend trainer.epochs=3", ACCEL=single_gpu|multi_gpu|zero2; here: multi_cpu, DS_ACCELERATOR=cpu with zero2_cpu|zero3_cpu)
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(VENV)/bin/accelerate launch --config_file conf/accelerate/$(ACCEL).yaml \
 		-m blender.cli.train_ranker run_id=$(RUN_ID) $(ARGS)
 

@@ -37,7 +37,11 @@ CompareBatch = Callable[[list[tuple[int, int, int]]], np.ndarray]
 
 
 def bubble_runs(
-    n_candidates: Sequence[int], compare: CompareBatch, n_runs: int = 1, seed: int = 0
+    n_candidates: Sequence[int],
+    compare: CompareBatch,
+    n_runs: int = 1,
+    seed: int = 0,
+    skip: Sequence[int] = (),
 ) -> list[np.ndarray]:
     """Bubble passes over a random order of each example's candidates, all examples in lockstep.
 
@@ -52,11 +56,17 @@ def bubble_runs(
             with that step's comparisons of every example, so a ranker can batch them.
         n_runs: passes (1 = the paper's single run).
         seed: seeds the random starting order of each example.
+        skip: candidate counts of examples before these in a larger set: their orders are drawn first and
+            dropped, so a shard of the set starts from the orders the whole set would (sharded evaluation).
     Returns:
         Per example, [n] scores: the final position in the order (higher is better).
     """
     rng = np.random.default_rng(seed)
+    for n in skip:
+        rng.permutation(n)
     orders = [list(rng.permutation(n)) for n in n_candidates]
+    if not orders:
+        return []
     longest = max(n_candidates)
     for run in range(min(n_runs, longest - 1)):
         for step in range(longest - 1 - run):

@@ -20,6 +20,7 @@ from typing import Any
 
 from blender.aggregation import forward_passes
 from blender.devices import resolve_precision
+from blender.distributed import is_main_process, join_launched_run
 from blender.evaluation.methods import evaluate_ranker_with_methods
 from blender.evaluation.model_prior import PRIOR_FILE, ModelPrior
 from blender.evaluation.preference import report_preference
@@ -94,9 +95,13 @@ def report_ranker(
         prior_train=train if report.evaluation.model_prior else None,
         prior_folds=report.evaluation.model_prior_folds,
     )
-    if prior is not None:
+    if prior is not None and is_main_process():
         save_prior(prior, output_dir, checkpoint, data, split)
     table.update(dataset=data.name, split=split, checkpoint=checkpoint, ranker=kind.name)
+    if not is_main_process():
+        # The other processes of a launched run computed their shard of the scores; the main one writes the
+        # report and fuses (generation is not sharded: it runs on the main process only).
+        return table
     title = f"{data.name} {split}: {getattr(ranker, 'label', kind.name)} ({checkpoint})"
     print_table(table, title)
     markdown, _ = write_report(table, output_dir, f"ranking_{data.name}_{split}", title)
@@ -295,6 +300,7 @@ def evaluate_checkpoint(
 ) -> dict:
     """`make eval`: load a ranker checkpoint (any kind) and report it on `split`; with `fuser_checkpoint`, the
     fused row of its top-K too; with `zero_shot` (the `fuser` config's pretrained model), its row beside it."""
+    join_launched_run()  # `accelerate launch -m blender.cli.evaluate`: each process scores its shard
     ranker = load_ranker(checkpoint)
     records = data.load(split, data.limit_val)
     train = data.load(data.train_split, data.limit_train)

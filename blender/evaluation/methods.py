@@ -11,6 +11,7 @@ import numpy as np
 from torch import nn
 
 from blender.aggregation import forward_passes, get_aggregation
+from blender.distributed import map_sharded
 from blender.evaluation.model_prior import ModelPrior, prior_method
 from blender.evaluation.ranking import Method, longest_scores, oracle_scores, ranking_table
 from blender.rankers.predict import InferenceSettings, full_matrices
@@ -66,7 +67,8 @@ def ranker_methods(
         )
     else:
         started = time.perf_counter()
-        matrices = full_matrices(ranker, records, inference)
+        # Under a launched run each process runs its shard of the records; all get every matrix, in order.
+        matrices = map_sharded(lambda part: full_matrices(ranker, part, inference), records)
         seconds = (time.perf_counter() - started) / len(records)
     n_candidates = int(np.mean([len(r.candidates) for r in records]))
     full = forward_passes("max_logits", n_candidates)
@@ -96,7 +98,7 @@ def pointwise_method(
 ) -> Method:
     """A pointwise ranker's row: its N scores per instruction, the forward passes it ran and the wall time."""
     started = time.perf_counter()
-    scores = ranker.score_records(records, inference)
+    scores = map_sharded(lambda part: ranker.score_records(part, inference), records)
     seconds = (time.perf_counter() - started) / len(records)
     passes = float(np.mean([ranker.forward_passes(r) for r in records]))
     log.info("%s: %.2f s per instruction, %.0f forward passes each", ranker.label, seconds, passes)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from blender.comparisons import pair_margins
+from blender.distributed import is_main_process, map_sharded
 from blender.evaluation.ranking import bootstrap_indices, interval
 from blender.files import write_json_atomic, write_text_atomic
 from blender.rankers.predict import InferenceSettings
@@ -36,7 +37,14 @@ def preference_margins(ranker: Ranker, records: Sequence[Record], settings: Infe
     bad = next((r.id for r in records if not is_preference_record(r)), None)
     if bad is not None:
         raise RecordError(f"record {bad!r} is not a preference pair (candidates chosen, rejected)")
-    return pair_margins(ranker, records, [(e, 0, 1) for e in range(len(records))], "[A,B]+[B,A]", settings)
+
+    def margins(part: Sequence[Record]) -> list[float]:
+        return list(
+            pair_margins(ranker, part, [(e, 0, 1) for e in range(len(part))], "[A,B]+[B,A]", settings)
+        )
+
+    # Under a launched run each process scores its shard; every process gets all margins back, in order.
+    return np.asarray(map_sharded(margins, records, "preference pairs"), dtype=np.float64)
 
 
 def pairwise_accuracy(
@@ -108,6 +116,8 @@ def report_preference(
     result.update(method=label, dataset=data.name, split=split, checkpoint=checkpoint)
     low, high = result["interval"]
     title = f"{data.name} {split}: {label} ({checkpoint})"
+    if not is_main_process():  # every process scored its shard; one writes the report
+        return result
     markdown = write_preference_report(result, output_dir, f"pairwise_{data.name}_{split}", title)
     log.info(
         "%s: pairwise accuracy %.3f [%.3f, %.3f] on %d pairs (Longest %.3f); wrote %s",

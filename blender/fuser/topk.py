@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from blender.aggregation import get_aggregation, pair_orders
+from blender.distributed import barrier, is_main_process, map_sharded
 from blender.rankers.saved_scores import WEIGHTS_FILES, read_pair_logits
 from blender.records.schema import Record
 
@@ -222,22 +223,24 @@ def ranker_rankings(
         if saved is not None:
             matrices = saved.matrices
             log.info("top-K of %s %s from the ranker's saved matrices %s", dataset, split, npz)
-            _append_cache(
-                cache,
-                [
-                    {
-                        "id": records[k].id,
-                        "key": keys[k],
-                        "pair_orders": "both",
-                        **_ranked(aggregate(matrices[k])),
-                    }
-                    for k in todo
-                ],
-            )
+            if is_main_process():
+                _append_cache(
+                    cache,
+                    [
+                        {
+                            "id": records[k].id,
+                            "key": keys[k],
+                            "pair_orders": "both",
+                            **_ranked(aggregate(matrices[k])),
+                        }
+                        for k in todo
+                    ],
+                )
             provenance["source"] = str(npz)
         else:
             _rank_in_chunks(records, todo, keys, checkpoint, cache, settings, aggregate, inference)
             provenance["source"] = "full_matrix"
+        barrier()  # the main process wrote the cache; every process reads it
         cached = _read_cache(cache)
     else:
         log.info("top-K of %s %s from the cache %s", dataset, split, cache)
@@ -276,7 +279,13 @@ def _rank_in_chunks(
     for start in range(0, len(todo), settings.chunk_records):
         chunk = list(todo[start : start + settings.chunk_records])
         began = time.perf_counter()
-        matrices = full_matrices(ranker, [records[k] for k in chunk], inference, settings.pair_orders)
+        # Each process of a launched run ranks its shard of the chunk; the main one alone appends to the cache.
+        matrices = map_sharded(
+            lambda part: full_matrices(ranker, part, inference, settings.pair_orders),
+            [records[k] for k in chunk],
+        )
+        if not is_main_process():
+            continue
         _append_cache(
             cache,
             [

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from blender.distributed import map_sharded
 from blender.fuser.model import IGNORE_INDEX, GenFuser
 from blender.fuser.packing import truncate_candidate
 from blender.records.schema import Record
@@ -132,22 +133,28 @@ def loss_for(fuser: GenFuser):
 def validation_loss(
     fuser: GenFuser, model: nn.Module, encoded: Sequence[dict[str, list[int]]], batch_size: int
 ) -> float:
-    """Target-token mean loss over the validation examples (candidates in rank order)."""
+    """Target-token mean loss over the validation examples (candidates in rank order).
+
+    Under a launched run each process runs its share of the (length-sorted) batches; the sums are gathered, so
+    every process gets the loss one process would have."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    total, tokens = 0.0, 0
     order = sorted(range(len(encoded)), key=lambda k: len(encoded[k]["input_ids"]))
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     loss_fn = loss_for(fuser)
-    for start in range(0, len(order), batch_size):
-        batch = fuser.collate(
-            [encoded[k] for k in order[start : start + batch_size]], left_pad=fuser.is_causal
-        )
-        batch = {k: v.to(device) for k, v in batch.items()}
-        loss, logs = loss_fn(model, batch)
-        total += loss.item() * logs["target_tokens"]
-        tokens += int(logs["target_tokens"])
+
+    def sums(part: Sequence[list[int]]) -> list[tuple[float, int]]:
+        out = []
+        for rows in part:
+            batch = fuser.collate([encoded[k] for k in rows], left_pad=fuser.is_causal)
+            loss, logs = loss_fn(model, {k: v.to(device) for k, v in batch.items()})
+            out.append((loss.item() * logs["target_tokens"], int(logs["target_tokens"])))
+        return out
+
+    per_batch = map_sharded(sums, batches, "validation batches")
     model.train(was_training)
+    total, tokens = sum(t for t, _ in per_batch), sum(n for _, n in per_batch)
     return total / max(tokens, 1)
 
 

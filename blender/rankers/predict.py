@@ -185,9 +185,12 @@ def bubble_scores_online(
     settings: InferenceSettings | None = None,
     n_runs: int = 1,
     seed: int = 0,
+    skip: Sequence[int] = (),
 ) -> list[np.ndarray]:
     """Bubble runs that only compute the comparisons they need: 2(N−1) forward passes per run.
 
+    Args:
+        skip: candidate counts of the records before these in a larger set (see `bubble_runs`).
     Returns:
         Per record, [n] scores (final position; the highest is the pick).
     """
@@ -200,7 +203,7 @@ def bubble_scores_online(
         logits = score_pairs(ranker, encoded, both, quiet)
         return logits[: len(triples)] - logits[len(triples) :]
 
-    return bubble_runs([len(r.candidates) for r in records], compare, n_runs=n_runs, seed=seed)
+    return bubble_runs([len(r.candidates) for r in records], compare, n_runs=n_runs, seed=seed, skip=skip)
 
 
 def run_batches(

@@ -21,6 +21,7 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from blender.devices import resolve_device, resolve_precision
+from blender.distributed import barrier, is_main_process, join_launched_run
 from blender.evaluation.checkpoint_report import report_fused, report_ranker
 from blender.evaluation.ranking import Method
 from blender.evaluation.reporting import ReportSettings, best_single_model
@@ -129,6 +130,7 @@ def train_and_evaluate_ranker(job: RankerJob) -> dict[str, Any]:
 
 def _train_and_evaluate_ranker(job: RankerJob) -> dict[str, Any]:
     data, output_dir = job.data, Path(job.output_dir)
+    join_launched_run()  # so a kind with nothing to train still shards its evaluation
     train = data.load(data.train_split, data.limit_train)
     val = data.load(data.val_split, data.limit_val)
     best_model = best_single_model(train, data)
@@ -143,7 +145,9 @@ def _train_and_evaluate_ranker(job: RankerJob) -> dict[str, Any]:
         ranker = kind.build(dict(job.ranker.model), job.backbone, list(data.signals))
     if not kind.trainable:
         log.info("%s has nothing to train: scoring with the model as it is", kind.name)
-        ranker.save(output_dir / "best")
+        if is_main_process():
+            ranker.save(output_dir / "best")
+        barrier()
         summary: dict[str, Any] = {"best_value": None, "best_epoch": None, "global_step": 0, "trained": False}
     else:
         summary = train_ranker(
@@ -270,6 +274,7 @@ def train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
 
 def _train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
     data, topk, inference = job.data, job.topk, job.report.inference
+    join_launched_run()  # before the top-K, so a launched run shards it
     phases: dict[str, float] = {}  # seconds per phase, logged and written to <run>/phases.json
     clock = [time.perf_counter()]
 
@@ -329,7 +334,8 @@ def _train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
         summary["best_value"],
         summary["best_epoch"],
     )
-    if job.evaluate_after_training and (output_dir / "best").is_dir():
+    if job.evaluate_after_training and (output_dir / "best").is_dir() and is_main_process():
+        # Fusing is generation, not sharded: the main process alone fuses, scores and writes Table 2.
         if data.eval_split == data.val_split:
             records, rankings, source = val, val_rankings, val_source
         else:
@@ -360,6 +366,6 @@ def _train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
         lap("eval")
     summary["phases"] = phases
     log.info("phases (s): %s", ", ".join(f"{k} {v:.0f}" for k, v in phases.items()))
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         write_json_atomic(output_dir / "phases.json", phases)
     return summary

@@ -9,6 +9,7 @@ Shaped like open-instruct's `finetune.py`; no HF Trainer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -22,16 +23,18 @@ from typing import Any, ClassVar
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, InitProcessGroupKwargs, set_seed
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from blender.devices import resolve_device, resolve_precision
+from blender.distributed import lockstep, round_robin_batches
 from blender.files import write_dir_atomic, write_json_atomic
 from blender.settings import check_types, require, require_choice, require_positive
 from blender.training.checkpoints import (
     CheckpointHook,
+    RunFolderError,
     check_fingerprint,
     keep_metrics_up_to,
     latest_checkpoint,
@@ -171,6 +174,7 @@ class TrainerState:
     best_value: float | None = None
     best_epoch: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    num_processes: int | None = None  # None: written before runs recorded it (one process)
 
 
 def build_optimizer(
@@ -259,6 +263,7 @@ def fit(
         mixed_precision=mixed_precision,
         log_with="wandb" if logger.name == "wandb" else None,
         project_dir=str(output_dir),
+        **_launch_layout(),
     )
     set_seed(settings.seed)
     if logger.name not in ("none", "wandb"):
@@ -278,22 +283,17 @@ def fit(
             },
         )
 
-    def my_batches(epoch: int) -> Sequence[dict[str, Tensor]]:
-        batches = epoch_batches(epoch)
-        # Every process gets the same number of micro-batches so no rank waits on a collective forever.
-        per_process = len(batches) // accelerator.num_processes
-        return [
-            batches[k]
-            for k in range(
-                accelerator.process_index, per_process * accelerator.num_processes, accelerator.num_processes
-            )
-        ]
+    def my_batches(epoch: int) -> list[tuple[int, bool]]:
+        # Round-robin, the last round padded with zero-weight fillers: every process runs as many micro-batches
+        # (so no rank waits on a collective for ever), and no batch is dropped or trained twice.
+        return round_robin_batches(
+            len(epoch_batches(epoch)), accelerator.num_processes, accelerator.process_index
+        )
 
-    if not my_batches(0):
+    if not epoch_batches(0):
         raise NothingToTrainError(
-            f"{output_dir}: no training batch for this process ({len(epoch_batches(0))} in all for "
-            f"{accelerator.num_processes} processes): the training data gave no example (all pairs tied, or too "
-            "few records); nothing was trained"
+            f"{output_dir}: no training batch: the training data gave no example (all pairs tied, or too few "
+            "records); nothing was trained"
         )
     steps_per_epoch = math.ceil(len(my_batches(0)) / settings.grad_accum)
     total_steps = steps_per_epoch * settings.epochs
@@ -306,23 +306,38 @@ def fit(
         num_warmup_steps=int(settings.warmup_ratio * total_steps),
         num_training_steps=total_steps,
     )
+    _configure_deepspeed(accelerator, settings)
     # The scheduler is stepped by hand once per optimizer step, so it is not handed to `prepare`.
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    state = TrainerState()
+    state = TrainerState(num_processes=accelerator.num_processes)
     metrics_file = output_dir / "metrics.jsonl"
     resume_from = latest_checkpoint(output_dir, STATE_FILE) if settings.resume != "never" else None
+    refusal = None
     if accelerator.is_main_process and fingerprint is not None:
-        check_fingerprint(
-            output_dir,
-            {**fingerprint, "num_processes": accelerator.num_processes},
-            resuming=resume_from is not None,
-            force=settings.resume == "force",
-        )
-    accelerator.wait_for_everyone()
+        try:
+            check_fingerprint(
+                output_dir,
+                {**fingerprint, "num_processes": accelerator.num_processes},
+                resuming=resume_from is not None,
+                force=settings.resume == "force",
+            )
+        except RunFolderError as error:
+            refusal = str(error)
+    # The main process alone reads the fingerprint; every process must stop with it, not wait on it for ever.
+    refusal = _from_main(accelerator, refusal)
+    if refusal is not None:
+        raise RunFolderError(refusal)
     if resume_from is not None:
-        _load_state(accelerator, resume_from)
         state = TrainerState(**json.loads((resume_from / STATE_FILE).read_text()))
+        if (state.num_processes or 1) != accelerator.num_processes:
+            # Each process's place in the epoch (batch_in_epoch) and random state belong to that layout.
+            raise RunFolderError(
+                f"{resume_from}: written by a run of {state.num_processes or 1} process(es), this run has "
+                f"{accelerator.num_processes}: resume it with the same number (accelerate launch --num_processes "
+                f"{state.num_processes or 1}), or start a new run (another run_id)"
+            )
+        _load_state(accelerator, resume_from)
         scheduler.load_state_dict(torch.load(resume_from / "scheduler.pt", weights_only=True))
         log.info(
             "resumed from %s at epoch %d, batch %d, step %d",
@@ -363,29 +378,48 @@ def fit(
         disable=not (settings.show_progress and accelerator.is_local_main_process),
     )
     running: list[float] = []
+    summary_batches: list[tuple[int, int]] = []  # (epoch, batch index) this process trained on
     last_loss = float("nan")
     done = state.global_step >= total_steps
     started = time.perf_counter()
     while state.epoch < settings.epochs and not done:
-        batches = my_batches(state.epoch)
+        batches, mine = epoch_batches(state.epoch), my_batches(state.epoch)
+        if (
+            accelerator.is_main_process
+            and state.batch_in_epoch == 0
+            and len(batches) % accelerator.num_processes
+        ):
+            log.info(
+                "epoch %d: %d micro-batches over %d processes: %d process(es) end the epoch with a zero-weight "
+                "filler (trains nothing, keeps the processes in step)",
+                state.epoch,
+                len(batches),
+                accelerator.num_processes,
+                accelerator.num_processes - len(batches) % accelerator.num_processes,
+            )
         model.train()
-        for index in range(state.batch_in_epoch, len(batches)):
-            batch = {k: v.to(accelerator.device) for k, v in batches[index].items()}
+        for index in range(state.batch_in_epoch, len(mine)):
+            batch_index, filler = mine[index]
+            batch = {k: v.to(accelerator.device) for k, v in batches[batch_index].items()}
             with accelerator.accumulate(model):
                 loss, logs = loss_fn(model, batch)
-                accelerator.backward(loss)
+                # A filler still runs forward and backward (the gradient all-reduce needs every process) but
+                # adds nothing: the gradient is the real batches' over the number of processes.
+                accelerator.backward(loss * 0.0 if filler else loss)
                 if accelerator.sync_gradients and settings.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
-            running.append(loss.item())
+            if not filler:
+                running.append(loss.item())
+                summary_batches.append((state.epoch, batch_index))
             state.batch_in_epoch = index + 1
             if not accelerator.sync_gradients:
                 continue
             scheduler.step()
             state.global_step += 1
             bar.update(1)
-            last_loss = sum(running) / len(running)
+            last_loss = sum(running) / len(running) if running else last_loss
             bar.set_postfix(loss=f"{last_loss:.4f}")
             if state.global_step % settings.log_every_steps == 0:
                 record(
@@ -412,8 +446,8 @@ def fit(
             )
         save_last()
     bar.close()
-    if evaluate is None and save_model is not None and accelerator.is_main_process:
-        write_dir_atomic(output_dir / "best", lambda d: save_model(accelerator.unwrap_model(model), d))
+    if evaluate is None and save_model is not None:
+        _save_best(accelerator, model, save_model, output_dir)
     summary = {
         "best_value": state.best_value,
         "best_epoch": state.best_epoch,
@@ -421,8 +455,13 @@ def fit(
         "history": state.history,
         "train/loss": last_loss,
         "train_seconds": time.perf_counter() - started,
+        "num_processes": accelerator.num_processes,
+        "trained_batches": summary_batches,
     }
-    accelerator.end_training()
+    # Trackers end here, but not the process group (as `end_training` would): the evaluation after training
+    # shards its records over the same processes. It ends when the processes exit.
+    for tracker in accelerator.trackers:
+        tracker.finish()
     return summary
 
 
@@ -437,22 +476,25 @@ def _validate(
     output_dir: Path,
     record: Callable[[dict[str, Any]], None],
 ) -> None:
-    """Validate on the main process and keep the checkpoint if it is the best so far."""
+    """Validate on every process (`evaluate` shards its records, `blender.distributed.map_sharded`) and keep
+    the checkpoint if it is the best so far; every process takes the main one's metrics, so all agree."""
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    zero3 = _is_zero3(accelerator)
+    # Under ZeRO-3 each forward gathers every layer from all processes, so all run all the records in step.
+    with lockstep() if zero3 else contextlib.nullcontext():
         metrics = evaluate(accelerator.unwrap_model(model))
-        if settings.best_metric not in metrics:
-            raise KeyError(f"trainer.best_metric={settings.best_metric!r} is not among {sorted(metrics)}")
-        value = float(metrics[settings.best_metric])
-        improved = _is_better(value, state.best_value, settings.best_mode)
-        if improved:
-            state.best_value, state.best_epoch = value, epoch
-            if save_model is not None:
-                write_dir_atomic(
-                    output_dir / "best", lambda d: save_model(accelerator.unwrap_model(model), d)
-                )
-        state.history.append({"epoch": epoch, "step": state.global_step, **metrics})
-        record({**metrics, "epoch": epoch})
+    metrics = _from_main(accelerator, metrics)
+    if settings.best_metric not in metrics:
+        raise KeyError(f"trainer.best_metric={settings.best_metric!r} is not among {sorted(metrics)}")
+    value = float(metrics[settings.best_metric])
+    improved = _is_better(value, state.best_value, settings.best_mode)
+    if improved:
+        state.best_value, state.best_epoch = value, epoch
+        if save_model is not None:
+            _save_best(accelerator, model, save_model, output_dir)
+    state.history.append({"epoch": epoch, "step": state.global_step, **metrics})
+    record({**metrics, "epoch": epoch})
+    if accelerator.is_main_process:
         log.info(
             "epoch %d: %s%s",
             epoch,
@@ -460,6 +502,70 @@ def _validate(
             " (best so far, saved)" if improved else "",
         )
     accelerator.wait_for_everyone()
+
+
+def _is_zero3(accelerator: Accelerator) -> bool:
+    plugin = accelerator.state.deepspeed_plugin
+    return accelerator.distributed_type == DistributedType.DEEPSPEED and plugin.zero_stage == 3
+
+
+def _save_best(
+    accelerator: Accelerator,
+    model: nn.Module,
+    save_model: Callable[[nn.Module, Path], None],
+    output_dir: Path,
+) -> None:
+    """Write `<output_dir>/best` from the main process; under ZeRO-3 every process first gathers the full weights
+    (a collective), so the folder holds the whole model, loadable by one plain process."""
+    unwrapped = accelerator.unwrap_model(model)
+    if _is_zero3(accelerator):
+        import deepspeed
+
+        gathered = deepspeed.zero.GatheredParameters(list(unwrapped.parameters()), modifier_rank=None)
+    else:
+        gathered = contextlib.nullcontext()
+    with gathered:
+        if accelerator.is_main_process:
+            write_dir_atomic(output_dir / "best", lambda d: save_model(unwrapped, d))
+    accelerator.wait_for_everyone()
+
+
+def _from_main(accelerator: Accelerator, value: Any) -> Any:
+    """The main process's `value` on every process (a no-op in one process)."""
+    if accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value], from_process=0)[0]
+
+
+def _launch_layout() -> dict[str, Any]:
+    """Accelerator arguments for a launched run without a GPU, which accelerate does not work out alone.
+
+    DDP (`conf/accelerate/multi_cpu.yaml`, spawned by torchrun as multi_gpu.yaml is): `cpu=True` makes it
+    MULTI_CPU over gloo. DeepSpeed (`DS_ACCELERATOR=cpu`): accelerate leaves the backend unset and then counts one
+    process however many were launched, so gloo is named (what DeepSpeed falls back to without oneCCL).
+    """
+    if torch.cuda.is_available():
+        return {}
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        return {"kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
+    return {"cpu": True}
+
+
+def _configure_deepspeed(accelerator: Accelerator, settings: TrainSettings) -> None:
+    """The DeepSpeed settings accelerate would take from a dataloader, which this loop does not hand it."""
+    plugin = accelerator.state.deepspeed_plugin
+    if accelerator.distributed_type != DistributedType.DEEPSPEED or plugin is None:
+        return
+    config = plugin.deepspeed_config
+    config["train_micro_batch_size_per_gpu"] = settings.batch_size
+    config["train_batch_size"] = settings.batch_size * settings.grad_accum * accelerator.num_processes
+    offload = config.get("zero_optimization", {}).get("offload_optimizer", {}).get("device", "none")
+    if offload not in (None, "none"):
+        # Our AdamW keeps its param groups (head_lr, no decay on norms); DeepSpeed's fused CPU Adam would need
+        # its C++ op built (DS_BUILD_OPS=0 here). torch's AdamW steps the offloaded fp32 partitions correctly.
+        config["zero_force_ds_cpu_optimizer"] = False
 
 
 def _load_state(accelerator: Accelerator, folder: Path) -> None:

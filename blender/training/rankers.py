@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from blender.aggregation import get_aggregation
+from blender.distributed import map_sharded
 from blender.evaluation.preference import correct, preference_margins
 from blender.evaluation.ranking import HEADLINE, Method, oracle_scores, per_example
 from blender.metrics.correlation import within_instruction_spearman
@@ -52,20 +54,33 @@ def validate_ranker(
         # Preference pairs: one comparison each (both orders), whatever the mode. Pairwise accuracy is the
         # headline; it is also the pick's oracle score (1 for chosen, 0 for rejected), so the default
         # trainer.best_metric (val/top1_oracle) picks the same checkpoint.
-        accuracy = float(correct(preference_margins(ranker, records, inference)).mean())
+        accuracy = float(correct(preference_margins(ranker, records, inference)).mean())  # sharded inside
         return {
             "val/pairwise_accuracy": accuracy,
             "val/top1_oracle": accuracy,
             "val/seconds": time.perf_counter() - started,
         }
-    if not kind.pairwise:
-        scores, mode = ranker.score_records(records, inference), "full"
-    elif mode == "bubble":
-        scores = bubble_scores_online(ranker, records, inference, seed=seed)
-    elif mode == "full":
-        scores = [get_aggregation("max_logits")(m) for m in full_matrices(ranker, records, inference)]
-    else:
+    if mode not in VAL_MODES:
         raise ValueError(f"trainer.val_mode={mode!r}; choose one of {VAL_MODES}")
+    # Each process of a launched run scores its contiguous shard; every process gets all scores back, in order.
+    if not kind.pairwise:
+        scores, mode = map_sharded(lambda part: ranker.score_records(part, inference), records), "full"
+    elif mode == "bubble":
+        counts = [len(r.candidates) for r in records]
+
+        def bubble_shard(part: Sequence[tuple[int, Record]]) -> list[np.ndarray]:
+            # A shard draws the starting orders the whole set would (`skip`: the records before it).
+            first = part[0][0] if part else 0
+            return bubble_scores_online(
+                ranker, [r for _, r in part], inference, seed=seed, skip=counts[:first]
+            )
+
+        scores = map_sharded(bubble_shard, list(enumerate(records)))
+    else:
+        max_logits = get_aggregation("max_logits")
+        scores = map_sharded(
+            lambda part: [max_logits(m) for m in full_matrices(ranker, part, inference)], records
+        )
     values = per_example(Method("ranker", scores=scores), records, oracle, best_model)
     metrics = {f"val/{k}": float(v.mean()) for k, v in values.items()}
     if mode == "full":
