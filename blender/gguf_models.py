@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,26 +242,44 @@ def materialize(spec: GGUFPackage) -> Path:
     Raises:
         PackagedModelError: the package is not installed, or its GGUF does not fit the model.
     """
+    package = _import_package(spec)
+    return checked_folder(
+        spec.name,
+        model_dir(spec),
+        package.EXPECTED_SHA256,
+        lambda tmp: _convert(spec, package, tmp),
+        _VERIFIED,
+    )
+
+
+def checked_folder(
+    name: str,
+    folder: Path,
+    expected_source_sha256: str,
+    build: Callable[[Path], None],
+    verified: dict[Path, tuple],
+) -> Path:
+    """`folder` once it passes `check_folder`: reused when it does (checked once per process, `verified`
+    remembering what was checked), else built by `build` into a temporary folder and swapped in, under a lock
+    so that two processes never build it at once."""
     from filelock import FileLock
 
-    package = _import_package(spec)
-    folder = model_dir(spec)
-    if folder.is_dir() and _VERIFIED.get(folder) == _signature(folder):
+    if folder.is_dir() and verified.get(folder) == _signature(folder):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder.parent / f".{spec.name}.lock")):
-        problem = check_folder(folder, package.EXPECTED_SHA256) if folder.exists() else "not built yet"
+    with FileLock(str(folder.parent / f".{name}.lock")):
+        problem = check_folder(folder, expected_source_sha256) if folder.exists() else "not built yet"
         if problem is not None:
             if folder.exists():
                 log.warning(
-                    "%s: the cached copy %s is unusable (%s): building it again", spec.name, folder, problem
+                    "%s: the cached copy %s is unusable (%s): building it again", name, folder, problem
                 )
-            write_dir_atomic(folder, lambda tmp: _convert(spec, package, tmp))
-            problem = check_folder(folder, package.EXPECTED_SHA256)
+            write_dir_atomic(folder, build)
+            problem = check_folder(folder, expected_source_sha256)
             if problem is not None:
                 raise PackagedModelError(f"{folder}: the folder just built fails its own check ({problem})")
-            log.info("%s: wrote %s", spec.name, folder)
-        _VERIFIED[folder] = _signature(folder)
+            log.info("%s: wrote %s", name, folder)
+        verified[folder] = _signature(folder)
     return folder
 
 

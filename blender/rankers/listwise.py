@@ -26,8 +26,8 @@ from blender.rankers.checkpoint import load_weights, read_checkpoint, write_chec
 from blender.rankers.encoding import EncodedTexts, PairEncoder
 from blender.rankers.losses import ALL_PAIRS_WEIGHTINGS, all_pairs_logistic_loss, listnet_loss
 from blender.rankers.pairranker import POOLINGS, prepare_backbone
-from blender.rankers.predict import InferenceSettings, run_batches, split_by_record
 from blender.rankers.registry import RankerKind, TrainingPlan
+from blender.rankers.summareranker import SummaReranker
 from blender.records import Record, per_signal, signal_matrix
 
 LISTWISE_LOSSES = ("pairwise", "listnet")
@@ -84,19 +84,11 @@ class ListwiseRanker(nn.Module):
             nn.Linear(hidden, len(self.task_names)),
         )
 
-    def candidate_ids(self, encoded: EncodedTexts, candidate: int) -> list[int]:
-        """Input ids of `[source; candidate]`: `[CLS]<|source|>x[SEP][CLS]<|candidate1|>y[SEP]` for BERT."""
-        e = self.encoder
-        return [
-            *e.prefix,
-            e.source_id,
-            *encoded.source,
-            *e.suffix,
-            *e.prefix,
-            e.candidate1_id,
-            *encoded.candidates[candidate],
-            *e.suffix,
-        ]
+    # The input layout, the scoring and the cost are SummaReranker's: one `[source; candidate]` sequence per
+    # candidate, `[CLS]<|source|>x[SEP][CLS]<|candidate1|>y[SEP]` for BERT; only the pooling and the loss differ.
+    candidate_ids = SummaReranker.candidate_ids
+    score_records = SummaReranker.score_records
+    forward_passes = SummaReranker.forward_passes
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """[batch, n_tasks] scores, one row per `[source; candidate]` sequence."""
@@ -113,29 +105,6 @@ class ListwiseRanker(nn.Module):
             rows = torch.arange(input_ids.shape[0], device=input_ids.device)
             source, candidate = (hidden[rows, (input_ids == m).int().argmax(dim=1)] for m in markers)
         return self.head(torch.cat([source, candidate], dim=-1))
-
-    def score_records(self, records: Sequence[Record], settings: InferenceSettings) -> list[np.ndarray]:
-        encoded = [
-            self.encoder.encode_record_texts(r.source, [c.text for c in r.candidates]) for r in records
-        ]
-        index = [(e, k) for e, r in enumerate(records) for k in range(len(r.candidates))]
-        sequences = [self.candidate_ids(encoded[e], k) for e, k in index]
-        was_training = self.training
-        self.eval()
-        device = next(self.parameters()).device
-        values = run_batches(
-            sequences,
-            self.encoder.pad,
-            lambda b: self(b["input_ids"], b["attention_mask"]).mean(-1),
-            settings,
-            device,
-            "candidates",
-        )
-        self.train(was_training)
-        return split_by_record(values, [len(r.candidates) for r in records])
-
-    def forward_passes(self, record: Record) -> int:
-        return len(record.candidates)
 
     def settings(self) -> dict:
         return {
