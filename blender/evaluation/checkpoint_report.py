@@ -22,7 +22,7 @@ from blender.aggregation import forward_passes
 from blender.devices import resolve_precision
 from blender.distributed import is_main_process, join_launched_run
 from blender.evaluation.methods import evaluate_ranker_with_methods
-from blender.evaluation.model_prior import PRIOR_FILE, ModelPrior
+from blender.evaluation.model_prior import PRIOR_FILE, ModelPrior, first_oracle_of
 from blender.evaluation.preference import report_preference
 from blender.evaluation.ranking import Method
 from blender.evaluation.report import print_table, write_report
@@ -82,6 +82,12 @@ def report_ranker(
     # "auto" is saved as what it ran at here, so a machine that resolves it otherwise recomputes.
     precision = resolve_precision(inference.precision, next(ranker.parameters()).device)
     saved = read_pair_logits(logits_file, records, checkpoint, precision) if kind.pairwise else None
+    # The prior is read off train by the evaluation's oracle, or by val_oracle where train lacks it (as the best
+    # single model is); with neither, there is no prior row.
+    use_prior = report.evaluation.model_prior
+    prior_oracle = first_oracle_of(train, [data.oracle, data.val_oracle]) if use_prior else None
+    if use_prior and prior_oracle is None:
+        log.info("train carries neither %s nor %s: no model prior row", data.oracle, data.val_oracle)
     table, rankers, matrices, prior = evaluate_ranker_with_methods(
         ranker,
         records,
@@ -92,8 +98,9 @@ def report_ranker(
         report.evaluation.bootstrap_samples,
         report.evaluation.seed,
         saved_logits=saved,
-        prior_train=train if report.evaluation.model_prior else None,
+        prior_train=train if prior_oracle is not None else None,
         prior_folds=report.evaluation.model_prior_folds,
+        prior_train_oracle=prior_oracle,
     )
     if prior is not None and is_main_process():
         save_prior(prior, output_dir, checkpoint, data, split)

@@ -134,6 +134,7 @@ def evaluate_ranker_with_methods(
     saved_logits: SavedPairLogits | None = None,
     prior_train: Sequence[Record] | None = None,
     prior_folds: int = 2,
+    prior_train_oracle: str | None = None,
 ) -> tuple[dict, list[Method], list[np.ndarray], ModelPrior | None]:
     """As `evaluate_ranker`, also returning the ranker's rows (one per aggregation), so other tables
     (Table 2 / Table 3) reuse its scores without running the model again, the N×N logit matrices
@@ -150,7 +151,9 @@ def evaluate_ranker_with_methods(
         rankers, matrices = [pointwise_method(ranker, records, inference or InferenceSettings())], None
     prior = None
     if prior_train is not None:
-        row, prior = prior_method(rankers[0], records, prior_train, oracle, prior_folds, seed)
+        row, prior = prior_method(
+            rankers[0], records, prior_train, oracle, prior_folds, seed, prior_train_oracle
+        )
         rankers.append(row)
     compare_to = ["Longest", f"model: {best_model}"]
     table = ranking_table(

@@ -22,7 +22,7 @@ import numpy as np
 
 from blender.evaluation.ranking import Method, model_means, oracle_scores
 from blender.files import write_json_atomic
-from blender.records.schema import Record
+from blender.records.schema import Record, RecordError
 
 log = logging.getLogger(__name__)
 
@@ -173,10 +173,12 @@ def prior_method(
     oracle: str,
     folds: int = 2,
     seed: int = 0,
+    train_oracle: str | None = None,
 ) -> tuple[Method, ModelPrior]:
-    """The row `<base> + model prior` (priors fitted on `train`, weight cross-fitted over `folds` of `records`),
-    and the prior with the weight fitted on all of `records`, to save beside the checkpoint for new data."""
-    prior = ModelPrior(fit_priors(train, oracle), oracle=oracle)
+    """The row `<base> + model prior` (priors fitted on `train` by `train_oracle`, default `oracle`; weight
+    cross-fitted over `folds` of `records` by `oracle`), and the prior with the weight fitted on all of
+    `records`, to save beside the checkpoint for new data."""
+    prior = ModelPrior(fit_priors(train, train_oracle or oracle), oracle=oracle)
     combined, weights = cross_fitted_scores(prior, base.scores, records, oracle, folds, seed)
     prior.weight = fit_weight(prior, base.scores, records, oracle)
     prior.fitted_on = f"{len(records)} records, priors from {len(train)} train records"
@@ -196,3 +198,16 @@ def prior_method(
         notes={"prior_fold_weights": weights, "prior_weight": prior.weight},
     )
     return row, prior
+
+
+def first_oracle_of(train: Sequence[Record], oracles: Sequence[str]) -> str | None:
+    """The first of `oracles` every train record carries (MixInstruct's train has metric scores but no judge
+    labels), or None."""
+    for oracle in dict.fromkeys(oracles):
+        try:
+            for record in train:
+                oracle_scores(record, oracle)
+        except RecordError:
+            continue
+        return oracle
+    return None

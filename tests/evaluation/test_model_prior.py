@@ -130,3 +130,11 @@ def test_the_ranking_table_gains_the_prior_row(tiny_ranker):
         "Longest",
         "model: m3",
     ]
+
+
+def test_the_prior_is_read_by_the_first_oracle_train_carries():
+    from blender.evaluation.model_prior import first_oracle_of
+
+    train = [record(0, {"a": 0.5, "b": 0.2})]  # gpt4_pref, and no judge labels (as MixInstruct's train)
+    assert first_oracle_of(train, ["cmp_results", "gpt4_pref"]) == "gpt4_pref"
+    assert first_oracle_of(train, ["cmp_results", "bleu"]) is None
