@@ -48,3 +48,15 @@ def test_a_tiny_dry_run_trains_and_writes_its_json(gpu_check, part, tmp_path, on
         non_embedding = written["parameters"] - 1000 * 32
         assert written["train_flops_per_token"] == 6 * non_embedding + 12 * 2 * 32 * 16
         assert written["mfu"] is None  # no GPU: no peak to compare with
+
+
+def test_a_fit_after_another_precision_in_the_same_process(gpu_check, tmp_path, one_thread):
+    # accelerate keeps one state per process; a fit at fp32 before this bf16 one (as the suite runs them) must
+    # not make it fail with "AcceleratorState has already been initialized".
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    Accelerator(mixed_precision="no", cpu=True)
+    result = gpu_check.main(["ranker", "--tiny", "--out", str(tmp_path)])
+    assert result["precision"] == "bf16" and result["steps_timed"] == 2

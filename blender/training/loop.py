@@ -258,6 +258,12 @@ def fit(
     if mixed_precision == "auto":
         mixed_precision = resolve_precision("auto", resolve_device("auto"), fp32_name="no")
         log.info("trainer.mixed_precision=auto: %s on this machine", mixed_precision)
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1 and not torch.distributed.is_initialized():
+        # A process of its own (not a launched run): accelerate keeps one global state per process and refuses
+        # another mixed precision than the first fit's, so each fit here starts from a clean one.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator(
         gradient_accumulation_steps=settings.grad_accum,
         mixed_precision=mixed_precision,
