@@ -30,6 +30,17 @@ def _default_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~_umask()
 
 
+def _publish(tmp: str, path: Path) -> Path:
+    """Give a complete temporary file the usual mode and rename it over `path` (removed if that fails)."""
+    try:
+        os.chmod(tmp, _default_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` (UTF-8) to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
     return write_bytes_atomic(path, text.encode("utf-8"))
@@ -45,12 +56,10 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    return _publish(tmp, path)
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
@@ -96,12 +105,10 @@ def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) 
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    return _publish(tmp, path)
 
 
 def iter_text_lines(

@@ -20,7 +20,6 @@ rebuilds the folder.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -32,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from blender.files import write_dir_atomic, write_json_atomic
+from blender.files import file_digest, write_dir_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +88,6 @@ def cache_root() -> Path:
 def model_dir(spec: GGUFPackage) -> Path:
     """Where the de-quantized folder of `spec` lives."""
     return cache_root() / "models" / spec.name
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _import_package(spec: GGUFPackage):
@@ -160,7 +151,7 @@ def check_folder(folder: Path, expected_source_sha256: str) -> str | None:
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"
-        if _sha256(path) != sha256:
+        if file_digest(path) != sha256:
             return f"{name} does not match its sha256"
     return None
 
@@ -218,7 +209,7 @@ def _convert(spec: GGUFPackage, package, folder: Path) -> None:
             shutil.copyfile(data / name, folder / name)
         else:
             log.warning("%s: %s is not in %s", spec.name, name, data)
-    files = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    files = {p.name: file_digest(p) for p in sorted(folder.iterdir()) if p.is_file()}
     provenance = {
         "format": PROVENANCE_FORMAT,
         "name": spec.name,

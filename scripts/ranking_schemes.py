@@ -31,11 +31,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_ranker import fresh_ranker_at_original_settings
 
 from blender.aggregation import max_logits, one_order_matrix
 from blender.evaluation.ranking import bootstrap_indices, model_means, oracle_scores
 from blender.files import write_bytes_atomic, write_json_atomic, write_text_atomic
-from blender.rankers import InferenceSettings, PairRanker, build_backbone, full_matrices
+from blender.rankers import InferenceSettings, full_matrices
 from blender.rankers.predict import bubble_scores_online, orientation_seed, scheme_scores_online
 from blender.ranking_schemes import min_passes, replay_scheme
 from blender.records import load_candidates
@@ -147,17 +148,7 @@ def timing(
 ) -> dict:
     torch.set_num_threads(threads)
     (records,) = load_candidates(data, splits=(split,), limit=instructions)
-    torch.manual_seed(0)
-    backbone, tokenizer = build_backbone("minilm")
-    # The original's budgets and marker pooling (the comparison with llm-blender is at its settings).
-    ranker = PairRanker(
-        backbone,
-        tokenizer,
-        task_names=["gpt4_pref"],
-        source_max_length=128,
-        candidate_max_length=128,
-        pooling="marker",
-    ).eval()
+    ranker = fresh_ranker_at_original_settings()
     settings = InferenceSettings(precision="fp32", show_progress=False)
     scheme, orders, fraction = best
     full_matrices(ranker, records[:1], settings)  # warm-up

@@ -19,6 +19,13 @@ log = logging.getLogger(__name__)
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
+def checked_pairs(candidates: list[str], references: list[str], name: str, show_progress: bool):
+    """(candidate, reference) pairs under a progress bar, after checking the two lists align."""
+    check_pairs(candidates, references)
+    pairs = zip(candidates, references, strict=True)
+    return tqdm(pairs, total=len(candidates), desc=name, disable=not show_progress)
+
+
 class BLEU:
     """sacrebleu sentence BLEU of each candidate against its reference (0-100).
 
@@ -44,13 +51,7 @@ class BLEU:
         Returns:
             n scores in [0, 100].
         """
-        check_pairs(candidates, references)
-        pairs = tqdm(
-            zip(candidates, references, strict=True),
-            total=len(candidates),
-            desc=self.name,
-            disable=not self.show_progress,
-        )
+        pairs = checked_pairs(candidates, references, self.name, self.show_progress)
         return [self._bleu.sentence_score(candidate, [reference]).score for candidate, reference in pairs]
 
 
@@ -88,13 +89,7 @@ class ROUGE:
         Returns:
             n scores in [0, 1].
         """
-        check_pairs(candidates, references)
-        pairs = tqdm(
-            zip(candidates, references, strict=True),
-            total=len(candidates),
-            desc=self.name,
-            disable=not self.show_progress,
-        )
+        pairs = checked_pairs(candidates, references, self.name, self.show_progress)
         # rouge-score takes (target, prediction).
         return [
             self._scorer.score(reference, candidate)[self.rouge_type].fmeasure
