@@ -40,7 +40,7 @@ from blender.aggregation import max_logits
 from blender.files import write_json_atomic, write_text_atomic
 from blender.pinned_env import ensure_env
 from blender.rankers import InferenceSettings, PairRanker, build_backbone, encode_records, full_matrices
-from blender.rankers.precision import PRECISIONS
+from blender.rankers.precision import PRECISIONS, saved_precision_name
 from blender.rankers.predict import length_sorted_batches
 from blender.rankers.saved_scores import read_pair_logits, write_pair_logits
 from blender.records import load_candidates
@@ -179,7 +179,7 @@ def agreement(checkpoint: Path, data: str, split: str, limit: int, cache: Path, 
     def matrices_at(precision: str) -> tuple[list[np.ndarray], str]:
         path = cache / f"pair_logits_{precision}.npz"
         for saved_path in (path, own_eval):
-            saved = read_pair_logits(saved_path, records, checkpoint, precision)
+            saved = read_pair_logits(saved_path, records, checkpoint, saved_precision_name(precision))
             if saved is not None:
                 return saved.matrices, str(saved_path)
         log.info(
@@ -190,7 +190,12 @@ def agreement(checkpoint: Path, data: str, split: str, limit: int, cache: Path, 
         matrices = full_matrices(ranker, records, run)
         seconds = (time.perf_counter() - started) / len(records)
         write_pair_logits(
-            path, [r.id for r in records], [r.models for r in records], matrices, seconds, precision
+            path,
+            [r.id for r in records],
+            [r.models for r in records],
+            matrices,
+            seconds,
+            saved_precision_name(precision),
         )
         return matrices, str(path)
 
@@ -379,12 +384,16 @@ def main() -> None:
     ours, unsorted = padding_share(ranker, records, settings)
     results["padding_share_length_sorted"] = ours
     results["padding_share_unsorted_batches"] = unsorted
-    # Batch invariance: the same pairs in batches of 1, 8 and 32 (fp32).
+    # Batch invariance: the same pairs in batches of 1, 8 and 32, in fp32 (not `auto`, which is bf16 on some CPUs).
     subset = records[:3]
-    reference = full_matrices(ranker, subset, InferenceSettings(max_batch_size=1, show_progress=False))
+    reference = full_matrices(
+        ranker, subset, InferenceSettings(max_batch_size=1, precision="fp32", show_progress=False)
+    )
     worst = 0.0
     for size in (8, 32):
-        other = full_matrices(ranker, subset, InferenceSettings(max_batch_size=size, show_progress=False))
+        other = full_matrices(
+            ranker, subset, InferenceSettings(max_batch_size=size, precision="fp32", show_progress=False)
+        )
         worst = max(worst, max(float(np.abs(a - b).max()) for a, b in zip(reference, other, strict=True)))
     results["max_abs_logit_difference_batch_1_vs_8_vs_32"] = worst
 

@@ -42,6 +42,7 @@ from blender.fuser.model import GenerationSettings, GenFuser
 from blender.fuser.quality import answer_statistics
 from blender.fuser.topk import rankings_from_scores
 from blender.metrics.judge import PairwiseJudge
+from blender.rankers.precision import saved_precision_name
 from blender.rankers.registry import kind_of, load_ranker
 from blender.rankers.saved_scores import read_pair_logits, write_candidate_scores, write_pair_logits
 from blender.records import DataSettings, Record
@@ -80,7 +81,7 @@ def report_ranker(
     # `make eval` right after `make train-ranker` reads the same checkpoint's matrices instead of recomputing
     # them (minutes on a CPU); any change of records, weights or precision recomputes.
     # "auto" is saved as what it ran at here, so a machine that resolves it otherwise recomputes.
-    precision = resolve_precision(inference.precision, next(ranker.parameters()).device)
+    precision = saved_precision_name(resolve_precision(inference.precision, next(ranker.parameters()).device))
     saved = read_pair_logits(logits_file, records, checkpoint, precision) if kind.pairwise else None
     # The prior is read off train by the evaluation's oracle, or by val_oracle where train lacks it (as the best
     # single model is); with neither, there is no prior row.

@@ -29,6 +29,16 @@ _QUANTIZED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], nn.Modul
 )
 
 
+# What saved matrices record for int8: the quantization scheme, so that matrices of another scheme (the
+# per-matrix int8 of earlier versions, saved as "int8") are computed again rather than reused.
+SAVED_INT8 = "int8-per-channel"
+
+
+def saved_precision_name(precision: str) -> str:
+    """The name a resolved precision is saved under beside its matrices (and looked up by)."""
+    return SAVED_INT8 if precision == "int8" else precision
+
+
 def check_precision(precision: str) -> str:
     """`precision` if it is one of `PRECISIONS`, else a ValueError naming the key and the choices."""
     if precision not in PRECISIONS:
@@ -55,11 +65,16 @@ def quantize_int8(model: nn.Module) -> nn.Module:
             "inference.precision=int8 runs on the CPU (dynamic quantization has no CUDA kernels)"
         )
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
-    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    # Only Linear layers: the embeddings would need weight-only qparams, and gain nothing (a lookup).
+    # Only Linear layers: the embeddings would need weight-only qparams, and gain nothing (a lookup). One scale
+    # per output channel, not per matrix: on the demo ranker's val matrix per-matrix scales changed fp32's
+    # MaxLogits pick in 8 of 100 instructions, per-channel ones in 3, at the same speed.
     quantized = quantize_dynamic(
-        model, {"backbone": default_dynamic_qconfig}, mapping={nn.Linear: DynamicInt8Linear}, inplace=False
+        model,
+        {"backbone": per_channel_dynamic_qconfig},
+        mapping={nn.Linear: DynamicInt8Linear},
+        inplace=False,
     )
     return quantized.eval()
 
