@@ -38,6 +38,7 @@ from blender.evaluation.ranking import bootstrap_indices, model_means, oracle_sc
 from blender.files import write_bytes_atomic, write_json_atomic, write_text_atomic
 from blender.rankers import InferenceSettings, full_matrices
 from blender.rankers.predict import bubble_scores_online, orientation_seed, scheme_scores_online
+from blender.rankers.saved_scores import load_pair_logits
 from blender.ranking_schemes import min_passes, replay_scheme
 from blender.records import load_candidates
 
@@ -61,11 +62,10 @@ FRACTIONS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 1.0)  # of N(N−
 
 
 def load_saved(path: Path, records) -> list[np.ndarray]:
-    with np.load(path, allow_pickle=False) as saved:
-        ids, logits = saved["ids"].tolist(), saved["logits"]
-    if ids != [r.id for r in records]:
+    saved = load_pair_logits(path)  # the evaluation's own format (ids, models, one matrix per record)
+    if list(saved.ids) != [r.id for r in records]:
         raise ValueError(f"{path}: its matrices are of other records than the {len(records)} loaded")
-    return [np.asarray(m, dtype=np.float64) for m in logits]
+    return [np.asarray(m, dtype=np.float64) for m in saved.matrices]
 
 
 def top1(scores, truths) -> np.ndarray:
