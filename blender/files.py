@@ -31,13 +31,9 @@ def _default_mode(directory: bool = False) -> int:
 
 
 def _publish(tmp: str, path: Path) -> Path:
-    """Give a complete temporary file the usual mode and rename it over `path` (removed if that fails)."""
-    try:
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Give a complete temporary file the usual mode and rename it over `path`."""
+    os.chmod(tmp, _default_mode())
+    os.replace(tmp, path)
     return path
 
 
@@ -56,10 +52,10 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        return _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return _publish(tmp, path)
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
@@ -105,10 +101,10 @@ def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) 
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        return _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return _publish(tmp, path)
 
 
 def iter_text_lines(

@@ -177,9 +177,9 @@ def agreement(checkpoint: Path, data: str, split: str, limit: int, cache: Path, 
     own_eval = checkpoint.parent / "eval" / f"pair_logits_{Path(data).name}_{split}.npz"
 
     def matrices_at(precision: str) -> tuple[list[np.ndarray], str]:
-        path = cache / f"pair_logits_{precision}.npz"
+        path, saved_name = cache / f"pair_logits_{precision}.npz", saved_precision_name(precision)
         for saved_path in (path, own_eval):
-            saved = read_pair_logits(saved_path, records, checkpoint, saved_precision_name(precision))
+            saved = read_pair_logits(saved_path, records, checkpoint, saved_name)
             if saved is not None:
                 return saved.matrices, str(saved_path)
         log.info(
@@ -195,7 +195,7 @@ def agreement(checkpoint: Path, data: str, split: str, limit: int, cache: Path, 
             [r.models for r in records],
             matrices,
             seconds,
-            saved_precision_name(precision),
+            saved_name,
         )
         return matrices, str(path)
 

@@ -69,8 +69,8 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
     # Only Linear layers: the embeddings would need weight-only qparams, and gain nothing (a lookup). One scale
     # per output channel, not per matrix: on the demo ranker's val matrix per-matrix scales changed fp32's
-    # MaxLogits pick in 8 of 100 instructions, per-channel ones in 3, at about the same speed there (3.61 against
-    # 3.48 s per instruction, two runs on one quiet machine).
+    # MaxLogits pick in 8 of 100 instructions, per-channel ones in 3 (their speeds, 3.61 and 3.48 s per instruction,
+    # come from two separate runs: the one-run comparison is `make bench`'s).
     quantized = quantize_dynamic(
         model,
         {"backbone": per_channel_dynamic_qconfig},
