@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 
@@ -30,6 +31,18 @@ def native_bf16(device: torch.device) -> bool:
         )
         return any(bool(check()) for check in checks if check is not None)
     return False
+
+
+def cpu_has_avx512_vnni() -> bool:
+    """Whether this CPU has AVX512-VNNI, where fbgemm's int8 GEMM (vpdpbusd) sums u8 x s8 products in int32.
+    Without it (AVX2's vpmaddubsw) pairs of products are summed in int16 and saturate on full-range 8-bit
+    activations, which is why torch quantizes them to 7 bits by default. Read from /proc/cpuinfo (Linux);
+    False where it cannot be read."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags
 
 
 def resolve_precision(precision: str, device: torch.device, fp32_name: str = "fp32") -> str:

@@ -37,6 +37,7 @@ import transformers
 from scipy.stats import spearmanr
 
 from blender.aggregation import max_logits
+from blender.devices import cpu_has_avx512_vnni, native_bf16
 from blender.files import write_json_atomic, write_text_atomic
 from blender.pinned_env import ensure_env
 from blender.rankers import InferenceSettings, PairRanker, build_backbone, encode_records, full_matrices
@@ -238,11 +239,12 @@ def machine() -> dict:
         ),
         platform.processor() or platform.machine(),
     )
-    flags = Path("/proc/cpuinfo").read_text()
     return {
         "cpu": model,
         "cores": os.cpu_count(),
-        "vnni": "avx512_vnni" in flags or "avx_vnni" in flags,
+        "avx512_vnni": cpu_has_avx512_vnni(),
+        "native_bf16": native_bf16(torch.device("cpu")),
+        "int8_scheme": saved_precision_name("int8"),  # 8-bit activations with VNNI, 7-bit without
         "python": platform.python_version(),
     }
 

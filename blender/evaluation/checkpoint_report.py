@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,14 @@ from blender.fuser.fused import (
     FUSED_FIELD,
     ZERO_SHOT_FIELD,
     FusedAnswers,
+    decoding_id,
     fuse_records,
     fused_row_name,
     judge_fused,
     load_fused,
     save_fused,
 )
-from blender.fuser.model import GenerationSettings, GenFuser
+from blender.fuser.model import GenFuser
 from blender.fuser.quality import answer_statistics
 from blender.fuser.topk import rankings_from_scores
 from blender.metrics.judge import PairwiseJudge
@@ -187,13 +188,14 @@ def fused_answers(
     """One answer set: answers saved before for the same records, top-K and fuser (in `output_dir` or
     `also_look_in`), else fused now and saved; placed by `report.judge` when set."""
     answers_file = output_dir / f"{field}_{data.name}_{split}.jsonl"
+    decoding = decoding_id(fuser.generation)
     texts = None
     for folder in dict.fromkeys([output_dir, *also_look_in]):
-        texts = texts or load_fused(folder / answers_file.name, records, rankings, k, fuser_id)
+        texts = texts or load_fused(folder / answers_file.name, records, rankings, k, fuser_id, decoding)
     if texts is None:
         began = time.perf_counter()
         texts = fuse_records(fuser, records, rankings, k)
-        save_fused(answers_file, records, rankings, k, texts, fuser_id)
+        save_fused(answers_file, records, rankings, k, texts, fuser_id, decoding)
         log.info("wrote %s (%d answers in %.0f s)", answers_file, len(texts), time.perf_counter() - began)
     gpt_ranks = None
     if report.judge is not None:
@@ -313,10 +315,11 @@ def evaluate_checkpoint(
     records = data.load(split, data.limit_val)
     train = data.load(data.train_split, data.limit_train)
     fuse = fuse or FuseSettings()
-    generation = GenerationSettings(**fuse.generation) if fuse.generation is not None else None
-    fuser = GenFuser.load(fuser_checkpoint, generation) if fuser_checkpoint is not None else None
-    if zero_shot is not None and generation is not None:
-        zero_shot.generation = generation
+    fuser = GenFuser.load(fuser_checkpoint) if fuser_checkpoint is not None else None
+    # fuse.generation overrides the named fields of each fuser's own decoding, keeping the rest.
+    for model in (fuser, zero_shot):
+        if model is not None and fuse.generation:
+            model.generation = replace(model.generation, **fuse.generation)
     return report_ranker(
         ranker,
         records,

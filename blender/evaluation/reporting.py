@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +23,7 @@ from blender.files import write_json_atomic, write_text_atomic
 from blender.fuser.fused import (
     FusedAnswers,
 )
+from blender.fuser.model import GenerationSettings
 from blender.metrics.base import build_metrics
 from blender.metrics.judge import JudgeSettings
 from blender.metrics.scoring import read_scored, score_split
@@ -108,6 +109,10 @@ class FuseSettings:
     def __post_init__(self) -> None:
         check_types(self)
         require_positive(self, "k")
+        known = {f.name for f in fields(GenerationSettings)}
+        unknown = sorted(set(self.generation or {}) - known)
+        if unknown:
+            raise ValueError(f"fuse.generation: unknown setting(s) {unknown}; choose from {sorted(known)}")
 
 
 @dataclass

@@ -13,9 +13,11 @@ candidates' own ranks are left as they are.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,6 +56,13 @@ def fuse_records(
     return fuser.generate([r.instruction for r in records], [r.input for r in records], topk, settings)
 
 
+def decoding_id(settings: GenerationSettings) -> str:
+    """What a fuser's answers depend on beside its weights: every decoding setting but the progress bar
+    (a 12-digit hash, saved with the answers so that answers of other decoding are never reused)."""
+    fields = {k: v for k, v in asdict(settings).items() if k != "show_progress"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def save_fused(
     path: str | Path,
     records: Sequence[Record],
@@ -61,14 +70,17 @@ def save_fused(
     k: int,
     fused: Sequence[str],
     fuser_checkpoint: str,
+    decoding: str,
 ) -> Path:
-    """Write one line per record: id, the top-K models fused and the answer (atomically)."""
+    """Write one line per record: id, the top-K models fused, the answer, the fuser and its `decoding_id`
+    (atomically)."""
     rows = (
         {
             "id": r.id,
             "topk_models": [r.candidates[i].model for i in ranking[:k]],
             "fused": text,
             "fuser_checkpoint": fuser_checkpoint,
+            "decoding": decoding,
         }
         for r, ranking, text in zip(records, rankings, fused, strict=True)
     )
@@ -81,8 +93,9 @@ def load_fused(
     rankings: Sequence[Sequence[int]],
     k: int,
     fuser_checkpoint: str,
+    decoding: str,
 ) -> list[str] | None:
-    """Answers saved by `save_fused` when they are of the same records, top-K and fuser; else None."""
+    """Answers saved by `save_fused` when they are of the same records, top-K, fuser and decoding; else None."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -94,8 +107,11 @@ def load_fused(
     same_fuser = all(
         Path(row.get("fuser_checkpoint", "")).resolve() == Path(fuser_checkpoint).resolve() for row in rows
     )
-    if [(row["id"], row["topk_models"]) for row in rows] != want or not same_fuser:
-        log.info("%s holds other fused answers (records, top-K or fuser differ): generating again", path)
+    same_decoding = all(row.get("decoding") == decoding for row in rows)
+    if [(row["id"], row["topk_models"]) for row in rows] != want or not (same_fuser and same_decoding):
+        log.info(
+            "%s holds other fused answers (records, top-K, fuser or decoding differ): generating again", path
+        )
         return None
     log.info("fused answers from %s", path)
     return [row["fused"] for row in rows]
@@ -199,6 +215,7 @@ __all__ = [
     "fuse_records",
     "fused_row_name",
     "judge_fused",
+    "decoding_id",
     "load_fused",
     "place_fused",
     "save_fused",

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from blender.cli import evaluate, train_fuser
+from blender.evaluation.reporting import FuseSettings
+from blender.fuser.fused import decoding_id
+from blender.fuser.model import GenFuser
 from blender.fuser.topk import RankerNotFoundError
 from blender.metrics import ROUGE
 from blender.mixinstruct.tiny_models import build_tiny_model
@@ -88,6 +92,39 @@ def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_
     assert not (ranker_dir.parent / "eval" / "fused_alpaca_blend_modern_val.jsonl").exists()
     # ... and the candidates' scores it wrote instead of scoring them again.
     assert not (ranker_dir.parent / "eval" / "scored_alpaca_blend_modern_val.jsonl").exists()
+
+    # Other decoding, same fuser: the saved answers are not taken for it; the override keeps the rest.
+    saved = [
+        json.loads(line)
+        for line in (tmp_path / "run" / "eval" / "fused_alpaca_blend_modern_val.jsonl").open()
+    ]
+    cfg = compose_config(
+        "eval",
+        [
+            f"checkpoint={ranker_dir}",
+            f"fuser_checkpoint={tmp_path / 'run' / 'best'}",
+            f"data.path={small_dataset}",
+            "data.limit_val=4",
+            "fuse.generation={answer_no_repeat_ngram_size:2}",
+            *FAST,
+        ],
+    )
+    evaluate.run(cfg)
+    again = [
+        json.loads(line)
+        for line in (ranker_dir.parent / "eval" / "fused_alpaca_blend_modern_val.jsonl").open()
+    ]
+    assert len(again) == 4 and {r["decoding"] for r in again} != {r["decoding"] for r in saved}
+    fuser = GenFuser.load(tmp_path / "run" / "best")
+    overridden = replace(fuser.generation, answer_no_repeat_ngram_size=2)
+    assert again[0]["decoding"] == decoding_id(overridden) and saved[0]["decoding"] == decoding_id(
+        fuser.generation
+    )
+
+
+def test_an_unknown_decoding_override_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"fuse.generation: unknown setting\(s\) \['beams'\]"):
+        FuseSettings(generation={"beams": 4})
 
 
 def test_random_k_ablation_needs_no_ranker(tmp_path, small_dataset, one_thread):

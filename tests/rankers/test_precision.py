@@ -4,7 +4,17 @@ import torch
 from torch import nn
 
 from blender.aggregation import max_logits
-from blender.rankers.precision import PRECISIONS, SAVED_INT8, model_for_precision, saved_precision_name
+from blender.devices import cpu_has_avx512_vnni
+from blender.rankers import precision as precision_module
+from blender.rankers.precision import (
+    PRECISIONS,
+    SAVED_INT8,
+    SAVED_INT8_FULL_RANGE,
+    Int8LinearFullRange,
+    model_for_precision,
+    quantize_int8,
+    saved_precision_name,
+)
 from blender.rankers.predict import InferenceSettings, full_matrices
 from blender.records import parse_record
 from tests.conftest import make_raw_record
@@ -37,10 +47,9 @@ def test_int8_copy_quantizes_the_encoder_only_and_is_made_once_per_weights(tiny_
     quantized = model_for_precision(tiny_ranker, "int8")
     assert quantized is not tiny_ranker
     dynamic = torch.ao.nn.quantized.dynamic.Linear
-    backbone_linears = [type(m) for m in quantized.backbone.modules() if isinstance(m, nn.Linear | dynamic)]
-    assert len(backbone_linears) == 2 * 6 and set(backbone_linears) == {
-        dynamic
-    }  # 2 layers × (q k v o up down)
+    backbone_linears = [m for m in quantized.backbone.modules() if isinstance(m, nn.Linear | dynamic)]
+    # 2 layers × (q k v o up down), each a dynamic int8 layer (torch's, or its full-range subclass on VNNI)
+    assert len(backbone_linears) == 2 * 6 and all(isinstance(m, dynamic) for m in backbone_linears)
     assert [type(m) for m in quantized.head if isinstance(m, nn.Linear | dynamic)] == [nn.Linear, nn.Linear]
     assert not any(isinstance(m, dynamic) for m in tiny_ranker.modules())  # the ranker itself is untouched
     assert model_for_precision(tiny_ranker, "int8") is quantized
@@ -57,9 +66,39 @@ def test_int8_weights_have_one_scale_per_output_channel_and_are_saved_under_that
     weight = layer.weight()
     assert weight.qscheme() == torch.per_channel_affine
     assert weight.q_per_channel_scales().shape == (layer.out_features,)
-    # Matrices saved by the per-matrix int8 of earlier versions ("int8") are not taken for these.
-    assert saved_precision_name("int8") == SAVED_INT8 == "int8-per-channel"
     assert [saved_precision_name(p) for p in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
+
+
+@pytest.mark.parametrize("vnni", [True, False])
+def test_int8_activations_take_8_bits_only_where_the_cpu_has_vnni(tiny_ranker, monkeypatch, vnni):
+    monkeypatch.setattr(precision_module, "cpu_has_avx512_vnni", lambda: vnni)
+    quantized = quantize_int8(tiny_ranker)
+    layers = {
+        type(m) for m in quantized.backbone.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)
+    }
+    assert layers == ({Int8LinearFullRange} if vnni else {torch.ao.nn.quantized.dynamic.Linear})
+    # Each scheme's matrices are saved under their own name, and never the earlier per-matrix "int8"'s.
+    assert saved_precision_name("int8") == (SAVED_INT8_FULL_RANGE if vnni else SAVED_INT8)
+    assert {SAVED_INT8, SAVED_INT8_FULL_RANGE} == {"int8-per-channel", "int8-per-channel-a8"}
+
+
+def test_full_range_int8_layer_is_torchs_kernel_with_8_bit_activations(tiny_ranker):
+    layer = next(
+        m
+        for m in quantize_int8(tiny_ranker, full_range_activations=True).backbone.modules()
+        if isinstance(m, Int8LinearFullRange)
+    )
+    x = torch.randn(4, 7, layer.in_features, generator=torch.Generator().manual_seed(0))
+    packed = layer._packed_params._packed_params
+    full = torch.ops.quantized.linear_dynamic(x, packed, reduce_range=False)
+    seven_bit = torch.ops.quantized.linear_dynamic(x, packed, reduce_range=True)
+    assert torch.equal(layer(x), full)
+    assert not torch.equal(full, seven_bit)  # the flag reaches the kernel
+    if not cpu_has_avx512_vnni():
+        return  # without VNNI full-range products may saturate: the layer is not used there
+    reference = x @ layer.weight().dequantize().T + layer.bias()
+    # Half the activation step, so (the weights being the same) closer to the float product.
+    assert (full - reference).abs().mean() < (seven_bit - reference).abs().mean()
 
 
 def test_precision_is_checked_where_it_is_set():

@@ -151,7 +151,10 @@ def test_nothing_to_train_exits_with_an_error(tmp_path, small_dataset):
         ("data.limit_train=abc", r"data\.limit_train='abc': expected an integer or null"),
         ("data.limit_train=-1", r"data\.limit_train=-1: must be 1 or more"),
         ("inference.max_batch_size=0", r"inference\.max_batch_size=0: must be 1 or more"),
-        ("inference.precision=fp8", r"inference\.precision='fp8': choose one of auto, fp32, bf16, fp16, int8"),
+        (
+            "inference.precision=fp8",
+            r"inference\.precision='fp8': choose one of auto, fp32, bf16, fp16, int8",
+        ),
         ("eval.bootstrap_samples=-3", r"eval\.bootstrap_samples=-3: must be 1 or more"),
         ("logger.name=tensorboard", r"logger\.name='tensorboard': choose one of none, wandb"),
     ],
