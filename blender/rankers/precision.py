@@ -102,8 +102,8 @@ def quantize_int8(model: nn.Module, full_range_activations: bool | None = None) 
 
     # Only Linear layers: the embeddings would need weight-only qparams, and gain nothing (a lookup). One scale
     # per output channel, not per matrix: on the demo ranker's val matrix per-matrix scales changed fp32's
-    # MaxLogits pick in 8 of 100 instructions, per-channel ones in 3 (their speeds, 3.61 and 3.48 s per instruction,
-    # come from two separate runs: the one-run comparison is `make bench`'s).
+    # MaxLogits pick in 8 of 100 instructions, per-channel ones in 3, per-channel with 8-bit activations (VNNI) in 1
+    # (docs/results/bench_ranker_speed.md; speeds are compared in `make bench`'s one run only).
     quantized = quantize_dynamic(
         model,
         {"backbone": per_channel_dynamic_qconfig},
