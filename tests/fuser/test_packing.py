@@ -144,3 +144,15 @@ def test_target_cut_then_ended(fuser_tokenizer):
         "[SEP]",
     ]
     assert words(fuser_tokenizer, pack_target(fuser_tokenizer, "two", settings)) == ["two", "[SEP]"]
+
+
+def test_marker_lookup_reads_one_token_not_the_whole_vocabulary(monkeypatch):
+    """The T5 marker is looked up per candidate: `get_vocab()` there rebuilt Gemma's 262k-entry dict each time."""
+    with_markers, without = make_fuser_tokenizer(extra_ids=True), make_fuser_tokenizer()
+    for tokenizer in (with_markers, without):
+        monkeypatch.setattr(tokenizer, "get_vocab", lambda: pytest.fail("get_vocab() called while packing"))
+    settings = PackingSettings(candidate_max_length=3, separator=None, answer_prefix="")
+    body, _ = source_text(with_markers, "name a prime", "", ["two"], settings)
+    assert "Candidate 1: <extra_id_1>: two" in body
+    body, _ = source_text(without, "name a prime", "", ["two"], settings)
+    assert "Candidate 1: two" in body and "extra_id" not in body  # absent: not mistaken for [UNK]
