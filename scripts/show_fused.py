@@ -55,6 +55,11 @@ def fused_rows(path: Path, records: dict[str, Record]) -> dict[str, dict]:
                 raise ValueError(f"{path}: a row has no {key!r} (is this a fused_<data>_<split>.jsonl?)")
         if row["id"] not in records:
             raise ValueError(f"{path}: id {row['id']!r} is not in the split it is shown against")
+        unknown = set(row["topk_models"]) - set(records[row["id"]].models)
+        if unknown:
+            raise ValueError(
+                f"{path}: id {row['id']!r} names models the split's record lacks: {sorted(unknown)}"
+            )
     return {row["id"]: row for row in rows}
 
 
