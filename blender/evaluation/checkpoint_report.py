@@ -144,6 +144,7 @@ def report_ranker(
             output_dir,
             report,
             zero_shot,
+            ranker_label=getattr(ranker, "label", kind.name),
         )
     elif report.tables.enabled:
         table["paper_tables"] = report_split_tables(
@@ -218,6 +219,7 @@ def report_fused(
     output_dir: str | os.PathLike,
     report: ReportSettings,
     zero_shot: GenFuser | None = None,
+    ranker_label: str = "PairRanker",
 ) -> dict:
     """Fuse each record's top-K (or reuse answers saved for the same top-K and fuser), score them with
     `report.metric_set`, place them with `report.judge` when set, and write Table 2 / Table 3 with the fused
@@ -237,7 +239,7 @@ def report_fused(
                 records,
                 rankings,
                 k,
-                fused_row_name(k, selection),
+                fused_row_name(k, selection, ranker_label=ranker_label),
                 FUSED_FIELD,
                 data,
                 split,
@@ -254,7 +256,7 @@ def report_fused(
                 records,
                 rankings,
                 k,
-                fused_row_name(k, selection, zero_shot=True),
+                fused_row_name(k, selection, zero_shot=True, ranker_label=ranker_label),
                 ZERO_SHOT_FIELD,
                 data,
                 split,

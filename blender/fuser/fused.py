@@ -34,10 +34,13 @@ ZERO_SHOT_FIELD = "fused_zero_shot"
 FUSED_MODEL = "genfuser"
 
 
-def fused_row_name(k: int, selection: str = "ranker", zero_shot: bool = False) -> str:
-    """The Table 2 row: "PairRanker (K=3) + GenFuser", "Random (K=3) + GenFuser" for the ablation, with
-    " (zero-shot)" for the pretrained fuser that was never trained on fusion."""
-    name = f"{'PairRanker' if selection == 'ranker' else 'Random'} (K={k}) + GenFuser"
+def fused_row_name(
+    k: int, selection: str = "ranker", zero_shot: bool = False, ranker_label: str = "PairRanker"
+) -> str:
+    """The Table 2 row: "PairRanker (K=3) + GenFuser" (the ranker's label: "Listwise (K=3) + GenFuser" for the
+    listwise ranker's top-K), "Random (K=3) + GenFuser" for the ablation, with " (zero-shot)" for the pretrained
+    fuser that was never trained on fusion."""
+    name = f"{ranker_label if selection == 'ranker' else 'Random'} (K={k}) + GenFuser"
     return f"{name} (zero-shot)" if zero_shot else name
 
 

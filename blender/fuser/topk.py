@@ -1,9 +1,11 @@
 """The ranker's top-K per instruction, computed once per (ranker, data, split) and cached on disk.
 
-GenFuser reads the K candidates a trained PairRanker ranks highest (PAPER.md §4b, §6: full N×N matrix,
+GenFuser reads the K candidates a trained ranker ranks highest (PAPER.md §4b, §6: PairRanker's full N×N matrix,
 MaxLogits, `get_topk_candidates_from_ranks`). The full matrix costs N(N−1) forward passes per instruction
 (110 for N = 11), so the whole ranking of every split is stored (best first) and any K reads it; a ranker's
-saved evaluation matrices (`<run>/eval/pair_logits_<data>_<split>.npz`) are reused when they match.
+saved evaluation matrices (`<run>/eval/pair_logits_<data>_<split>.npz`) are reused when they match. A pointwise
+ranker (the listwise ranker, SummaReranker, ...) ranks by its N scores (N passes), its saved
+`candidate_scores_<data>_<split>.npz` reused the same way.
 `pair_orders="one"` halves the cost of a split with no saved matrices (one order of each pair, balanced and
 shuffled per instruction, the other read as its negation); on alpaca_blend_modern val its MaxLogits picks
 score as well as the full matrix's on average (docs/results/fuser.md).
@@ -24,10 +26,13 @@ import numpy as np
 
 from blender.aggregation import get_aggregation, pair_orders
 from blender.distributed import barrier, is_main_process, map_sharded
-from blender.rankers.saved_scores import WEIGHTS_FILES, read_pair_logits
+from blender.rankers.saved_scores import WEIGHTS_FILES, read_candidate_scores, read_pair_logits
 from blender.records.schema import Record
 
 log = logging.getLogger(__name__)
+
+# A cache row's "pair_orders" for a pointwise ranker's ranking: complete (no pairs), usable for any request.
+POINTWISE = "pointwise"
 
 
 class RankerNotFoundError(FileNotFoundError):
@@ -70,6 +75,18 @@ def random_rankings(records: Sequence[Record], seed: int) -> list[list[int]]:
         rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
         rankings.append([int(k) for k in rng.permutation(len(record.candidates))])
     return rankings
+
+
+def ranker_identity(checkpoint: Path) -> tuple[str, bool]:
+    """(the ranker's row label, whether it is pairwise) read from its checkpoint's config, without loading it;
+    the layouts without `ranker_config.json` (`save_pretrained`, the released PairRM) are PairRanker's."""
+    from blender.rankers.checkpoint import RANKER_CONFIG_FILE, read_ranker_config
+    from blender.rankers.registry import get_kind
+
+    if not (checkpoint / RANKER_CONFIG_FILE).is_file():
+        return "PairRanker", True
+    kind = get_kind(read_ranker_config(checkpoint)["ranker"])
+    return getattr(kind.model, "label", kind.name), kind.pairwise
 
 
 def _ranker_key(checkpoint: Path, aggregation: str) -> str:
@@ -136,10 +153,11 @@ class TopKSettings:
 
     Attributes:
         k: candidates fused per instruction (paper: 3).
-        selection: "ranker" (a trained PairRanker's ranking, the paper) or "random" (the ablation).
+        selection: "ranker" (a trained ranker's ranking; the paper's is PairRanker's) or "random" (the ablation).
         ranker_checkpoint: the ranker folder; None: the newest `<ranker_runs_dir>/*/best`.
         ranker_runs_dir: where `make train-ranker` writes its runs.
-        aggregation: how the N×N matrix becomes a ranking (paper: max_logits).
+        aggregation: how a pairwise ranker's N×N matrix becomes a ranking (paper: max_logits); a pointwise
+            ranker ranks by its scores.
         pair_orders: how a matrix is computed when no saved one exists: "both" (the paper: N(N−1) passes per
             instruction) or "one" (a balanced half, `blender.aggregation.pair_orders`). A ranker evaluation's
             saved full matrices are used whole either way. `make train-fuser` asks "one" of the train split
@@ -187,8 +205,8 @@ def ranker_rankings(
         settings: where the ranking comes from.
         inference: `InferenceSettings` for computing the full matrix.
     Returns:
-        (rankings, provenance): provenance {"selection", "ranker_checkpoint", "pair_orders", "cache", "computed",
-        "seconds", "scores"} with "scores" the aggregated scores per record (None for rows cached without them).
+        (rankings, provenance): provenance {"selection", "ranker_checkpoint", "ranker_label", "pairwise",
+        "pair_orders", "cache", "computed", "seconds", "scores"} with "scores" the aggregated scores per record (None for rows cached without them).
     """
     if settings.selection == "random":
         return random_rankings(records, settings.seed), {"selection": "random", "seed": settings.seed}
@@ -204,37 +222,30 @@ def ranker_rankings(
     keys = [_record_key(r) for r in records]
     # A row from both orders serves any request; a one-order row only a one-order request (rows written before
     # the setting existed are full matrices).
-    usable = {"both"} | {settings.pair_orders}
+    usable = {"both", POINTWISE, settings.pair_orders}
     todo = [
         k
         for k, r in enumerate(records)
         if cached.get(r.id, {}).get("key") != keys[k] or cached[r.id].get("pair_orders", "both") not in usable
     ]
+    label, pairwise = ranker_identity(checkpoint)
     provenance = {
         "selection": "ranker",
         "ranker_checkpoint": str(checkpoint),
+        "ranker_label": label,
+        "pairwise": pairwise,
         "aggregation": settings.aggregation,
         "cache": str(cache),
         "computed": len(todo),
     }
     if todo:
-        npz = checkpoint.parent / "eval" / f"pair_logits_{dataset}_{split}.npz"
-        saved = read_pair_logits(npz, records, checkpoint)
+        saved, npz = _saved_scores(records, checkpoint, dataset, split, aggregate)
         if saved is not None:
-            matrices = saved.matrices
-            log.info("top-K of %s %s from the ranker's saved matrices %s", dataset, split, npz)
+            log.info("top-K of %s %s from the ranker's saved scores %s", dataset, split, npz)
             if is_main_process():
                 _append_cache(
                     cache,
-                    [
-                        {
-                            "id": records[k].id,
-                            "key": keys[k],
-                            "pair_orders": "both",
-                            **_ranked(aggregate(matrices[k])),
-                        }
-                        for k in todo
-                    ],
+                    [{"id": records[k].id, "key": keys[k], **saved[k]} for k in todo],
                 )
             provenance["source"] = str(npz)
         else:
@@ -250,6 +261,23 @@ def ranker_rankings(
     return [cached[r.id]["ranking"] for r in records], provenance
 
 
+def _saved_scores(
+    records: Sequence[Record], checkpoint: Path, dataset: str, split: str, aggregate: object
+) -> tuple[list[dict] | None, Path | None]:
+    """Cache rows from the ranker evaluation's saved scores of these records, when fresh: a pairwise ranker's
+    matrices (both orders) or a pointwise ranker's scores; (None, None) when there are none."""
+    eval_dir = checkpoint.parent / "eval"
+    npz = eval_dir / f"pair_logits_{dataset}_{split}.npz"
+    saved = read_pair_logits(npz, records, checkpoint)
+    if saved is not None:
+        return [{"pair_orders": "both", **_ranked(aggregate(m))} for m in saved.matrices], npz
+    npz = eval_dir / f"candidate_scores_{dataset}_{split}.npz"
+    scores = read_candidate_scores(npz, records, checkpoint)
+    if scores is not None:
+        return [{"pair_orders": POINTWISE, **_ranked(s)} for s in scores], npz
+    return None, None
+
+
 def _rank_in_chunks(
     records: Sequence[Record],
     todo: Sequence[int],
@@ -260,43 +288,43 @@ def _rank_in_chunks(
     aggregate: object,
     inference: object | None,
 ) -> None:
-    from blender.rankers.pairranker import PairRanker
     from blender.rankers.predict import InferenceSettings, full_matrices
+    from blender.rankers.registry import kind_of, load_ranker
 
     inference = inference or InferenceSettings()
-    passes = len(pair_orders(len(records[todo[0]].candidates), settings.pair_orders))
+    ranker = load_ranker(checkpoint)
+    pairwise = kind_of(ranker).pairwise
+    if pairwise:
+        passes = len(pair_orders(len(records[todo[0]].candidates), settings.pair_orders))
+        how = f"{settings.pair_orders} order(s) of each pair"
+    else:
+        passes, how = ranker.forward_passes(records[todo[0]]), "pointwise"
     log.info(
-        "ranking %d %s instructions with %s (%s order(s) of each pair, %d passes each) for the fuser's "
-        "top-K; cached in %s",
+        "ranking %d %s instructions with %s (%s, %d passes each) for the fuser's top-K; cached in %s",
         len(todo),
         cache.stem,
         checkpoint,
-        settings.pair_orders,
+        how,
         passes,
         cache,
     )
-    ranker = PairRanker.load(checkpoint)
+
+    def rows(part: Sequence[Record]) -> list[dict]:
+        if pairwise:
+            matrices = full_matrices(ranker, part, inference, settings.pair_orders)
+            return [{"pair_orders": settings.pair_orders, **_ranked(aggregate(m))} for m in matrices]
+        return [{"pair_orders": POINTWISE, **_ranked(s)} for s in ranker.score_records(part, inference)]
+
     for start in range(0, len(todo), settings.chunk_records):
         chunk = list(todo[start : start + settings.chunk_records])
         began = time.perf_counter()
         # Each process of a launched run ranks its shard of the chunk; the main one alone appends to the cache.
-        matrices = map_sharded(
-            lambda part: full_matrices(ranker, part, inference, settings.pair_orders),
-            [records[k] for k in chunk],
-        )
+        ranked = map_sharded(rows, [records[k] for k in chunk])
         if not is_main_process():
             continue
         _append_cache(
             cache,
-            [
-                {
-                    "id": records[k].id,
-                    "key": keys[k],
-                    "pair_orders": settings.pair_orders,
-                    **_ranked(aggregate(m)),
-                }
-                for k, m in zip(chunk, matrices, strict=True)
-            ],
+            [{"id": records[k].id, "key": keys[k], **row} for k, row in zip(chunk, ranked, strict=True)],
         )
         log.info(
             "top-K: %d/%d instructions ranked (%.1f s per instruction)",

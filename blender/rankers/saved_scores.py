@@ -131,6 +131,24 @@ def saved_precision_of(arrays: dict[str, np.ndarray]) -> str | None:
     return None
 
 
+def _newer_than_weights(path: Path, checkpoint: Path) -> bool:
+    """Whether a saved-scores file exists and was written after the checkpoint's weights (else it is stale)."""
+    if not path.is_file():
+        return False
+    weights = [checkpoint / n for n in WEIGHTS_FILES if (checkpoint / n).is_file()]
+    if not weights or path.stat().st_mtime < max(w.stat().st_mtime for w in weights):
+        log.info("%s is older than %s (or it has no weights): not reused", path, checkpoint)
+        return False
+    return True
+
+
+def _same_records(path: Path, ids: list[str], models: list[list[str]], records: Sequence[Record]) -> bool:
+    if ids != [r.id for r in records] or models != [r.models for r in records]:
+        log.info("%s holds other records than these %d: not reused", path, len(records))
+        return False
+    return True
+
+
 def read_pair_logits(
     path: str | os.PathLike,
     records: Sequence[Record],
@@ -140,11 +158,7 @@ def read_pair_logits(
     """The matrices `write_pair_logits` saved, when they are of these records (ids and candidate models, in
     order), newer than the checkpoint's weights and, if `precision` is given, computed at it; else None."""
     path, checkpoint = Path(path), Path(checkpoint)
-    if not path.is_file():
-        return None
-    weights = [checkpoint / n for n in WEIGHTS_FILES if (checkpoint / n).is_file()]
-    if not weights or path.stat().st_mtime < max(w.stat().st_mtime for w in weights):
-        log.info("%s is older than %s (or it has no weights): not reused", path, checkpoint)
+    if not _newer_than_weights(path, checkpoint):
         return None
     try:
         saved = load_pair_logits(path)
@@ -152,8 +166,7 @@ def read_pair_logits(
         # A cache, not a result: an unreadable one is recomputed (and rewritten), never trusted.
         log.warning("%s; recomputing the matrices", error)
         return None
-    if saved.ids != [r.id for r in records] or saved.models != [r.models for r in records]:
-        log.info("%s holds other records than these %d: not reused", path, len(records))
+    if not _same_records(path, saved.ids, saved.models, records):
         return None
     if precision is not None and saved.precision != str(precision):
         log.info("%s was computed at precision=%s, not %s: not reused", path, saved.precision, precision)
@@ -172,3 +185,21 @@ def load_candidate_scores(path: str | os.PathLike) -> tuple[list[str], list[list
     """(ids, models, scores per record) that `write_candidate_scores` saved. Raises SavedScoresError."""
     ids, models, scores, _ = _read_npz(Path(path), square=False)
     return ids, models, scores
+
+
+def read_candidate_scores(
+    path: str | os.PathLike, records: Sequence[Record], checkpoint: str | os.PathLike
+) -> list[np.ndarray] | None:
+    """The scores `write_candidate_scores` saved, when they are of these records (ids and candidate models, in
+    order) and newer than the checkpoint's weights; else None (as `read_pair_logits`)."""
+    path, checkpoint = Path(path), Path(checkpoint)
+    if not _newer_than_weights(path, checkpoint):
+        return None
+    try:
+        ids, models, scores = load_candidate_scores(path)
+    except SavedScoresError as error:
+        log.warning("%s; recomputing the scores", error)
+        return None
+    if not _same_records(path, ids, models, records):
+        return None
+    return scores

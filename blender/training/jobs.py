@@ -343,10 +343,10 @@ def _train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
             rankings, source = ranker_rankings(records, data.eval_split, data.name, full, inference)
         best = GenFuser.load(output_dir / "best", job.generation)
         rankers = []
+        label = source.get("ranker_label", "PairRanker")
         if topk.selection == "ranker" and all(s is not None for s in source["scores"]):
-            rankers = [
-                Method(f"PairRanker + {topk.aggregation}", scores=[np.asarray(s) for s in source["scores"]])
-            ]
+            name = f"{label} + {topk.aggregation}" if source.get("pairwise", True) else label
+            rankers = [Method(name, scores=[np.asarray(s) for s in source["scores"]])]
         lap("load_best")
         summary["eval"] = report_fused(
             best,
@@ -361,6 +361,7 @@ def _train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
             data.eval_split,
             output_dir / "eval",
             job.report,
+            ranker_label=label,
         )
         phases.update({f"eval/{k}": v for k, v in summary["eval"].get("seconds", {}).items()})
         lap("eval")

@@ -122,6 +122,35 @@ def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_
     )
 
 
+def test_a_listwise_rankers_top_k_feeds_the_fuser_and_names_its_rows(tmp_path, small_dataset, one_thread):
+    from tests.rankers.test_listwise import listwise
+
+    listwise().save(tmp_path / "train_ranker" / "lw" / "best")
+    cfg = compose_config(
+        "train_fuser",
+        [
+            "experiment=fuser_smoke",
+            f"data.path={small_dataset}",
+            f"output_dir={tmp_path / 'run'}",
+            f"topk.ranker_runs_dir={tmp_path / 'train_ranker'}",
+            f"topk.cache_dir={tmp_path / 'topk'}",
+            *FAST,
+        ],
+    )
+    summary = train_fuser.run(cfg)
+    rows = {r["method"] for r in summary["eval"]["paper_tables"]["table2"]["rows"]}
+    assert {"Listwise", "Listwise (K=3) + GenFuser"} <= rows and not any(
+        r.startswith("PairRanker") for r in rows
+    )
+    # N passes per instruction, one complete ranking per record, on train and val alike.
+    orders = {
+        json.loads(line)["pair_orders"]
+        for f in (tmp_path / "topk").glob("*.jsonl")
+        for line in f.read_text().splitlines()
+    }
+    assert orders == {"pointwise"}
+
+
 def test_an_unknown_decoding_override_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"fuse.generation: unknown setting\(s\) \['beams'\]"):
         FuseSettings(generation={"beams": 4})

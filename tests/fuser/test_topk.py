@@ -137,3 +137,63 @@ def test_one_order_computes_half_the_passes_and_saved_full_matrices_serve_it(
     assert ranking[0] == 0 and source["pair_orders"] == ["both"] and len(passes) == 2
     with pytest.raises(ValueError, match="pair orders"):
         ranker_rankings(recs, "val", "d", TopKSettings(ranker_checkpoint=str(checkpoint), pair_orders="half"))
+
+
+def test_a_pointwise_ranker_ranks_by_its_scores_with_n_passes_and_its_saved_scores_are_reused(
+    tmp_path, monkeypatch
+):
+    from blender.rankers.saved_scores import write_candidate_scores
+    from tests.rankers.test_listwise import listwise
+
+    ranker = listwise()
+    checkpoint = tmp_path / "run" / "best"
+    ranker.save(checkpoint)
+    recs = records(2)
+    settings = TopKSettings(ranker_checkpoint=str(checkpoint), cache_dir=str(tmp_path / "cache"))
+    rankings, source = ranker_rankings(recs, "train", "d", settings, QUIET)
+    expected = rankings_from_scores(ranker.score_records(recs, QUIET))
+    assert rankings == expected and source["source"] == "full_matrix"
+    assert source["pair_orders"] == [topk_module.POINTWISE]
+    # A pointwise row is complete: it serves a request for both orders too, without ranking again.
+    both = TopKSettings(
+        ranker_checkpoint=str(checkpoint), cache_dir=str(tmp_path / "cache"), pair_orders="both"
+    )
+    assert ranker_rankings(recs, "train", "d", both, QUIET)[1]["computed"] == 0
+
+    # The evaluation's saved scores of the val split are what the fuser reads (candidate 1 first here).
+    write_candidate_scores(
+        checkpoint.parent / "eval" / "candidate_scores_d_val.npz",
+        [r.id for r in recs],
+        [r.models for r in recs],
+        [np.array([0.0, 5.0, 1.0, 2.0]), np.array([3.0, 0.0, 1.0, 2.0])],
+    )
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("scored again")
+
+    monkeypatch.setattr(type(ranker), "score_records", refuse)
+    rankings, source = ranker_rankings(recs, "val", "d", settings, QUIET)
+    assert source["source"].endswith("candidate_scores_d_val.npz")
+    assert rankings == [[1, 3, 2, 0], [0, 3, 2, 1]]
+
+
+def test_stale_saved_candidate_scores_are_not_reused(tmp_path):
+    import os
+
+    from blender.rankers.saved_scores import read_candidate_scores, write_candidate_scores
+    from tests.rankers.test_listwise import listwise
+
+    checkpoint = tmp_path / "run" / "best"
+    listwise().save(checkpoint)
+    recs = records(2)
+    path = write_candidate_scores(
+        checkpoint.parent / "eval" / "candidate_scores_d_val.npz",
+        [r.id for r in recs],
+        [r.models for r in recs],
+        [np.zeros(4), np.zeros(4)],
+    )
+    assert read_candidate_scores(path, recs, checkpoint) is not None
+    assert read_candidate_scores(path, records(3), checkpoint) is None  # other records
+    weights = checkpoint / "model.safetensors"
+    os.utime(path, (weights.stat().st_mtime - 10,) * 2)
+    assert read_candidate_scores(path, recs, checkpoint) is None  # older than the weights
