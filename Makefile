@@ -57,7 +57,7 @@ eval: ## Evaluate a ranker (CKPT=<run>/best, default the newest) with its fused 
 	fi
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(PYTHON) -m blender.cli.compare
 
-demo: ## The main job on the offline default: train PairRanker (MiniLM) on alpaca_blend_modern, evaluate on val, print the table
+demo: ## The main job on the offline default: train the listwise ranker (MiniLM) on alpaca_blend_modern, evaluate on val, print the table
 	$(MAKE) --no-print-directory train-ranker RUN_ID=$(RUN_ID) ARGS="$(ARGS)"
 
 bench: ## Ranking speed against the original llm-blender in one run (fp32, bf16, int8) and agreement with fp32 on a trained ranker (CKPT, default the newest); writes bench/ranker_speed.{json,md}

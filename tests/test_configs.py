@@ -11,8 +11,8 @@ from blender.cli.common import to_dict
 from blender.cli.train_ranker import ranker_job
 from blender.fuser import FinetuneSettings, GenerationSettings, GenFuser, PackingSettings, TopKSettings
 from blender.fuser.model import KINDS
-from blender.rankers import PairRanker, build_ranker
-from blender.rankers.pairranker import PairSampling
+from blender.rankers import ListwiseRanker, build_ranker
+from blender.rankers.registry import get_kind
 from blender.training.loop import LoggerSettings, TrainSettings
 from tests.conftest import CONF, compose_config
 
@@ -26,7 +26,7 @@ def test_train_ranker_composes(data, backbone, tmp_path):
     cfg = compose_config("train_ranker", [f"data={data}", f"backbone={backbone}", f"output_dir={tmp_path}"])
     assert cfg.data.name == data and list(cfg.data.signals)
     TrainSettings(**to_dict(cfg.trainer))
-    PairSampling(**to_dict(cfg.ranker)["sampling"])
+    get_kind(cfg.ranker.kind).sampling(**to_dict(cfg.ranker)["sampling"])
     LoggerSettings(**to_dict(cfg.logger))
 
 
@@ -65,7 +65,7 @@ def test_smoke_experiment_builds_a_ranker(tmp_path):
     cfg = compose_config("train_ranker", ["experiment=smoke", f"output_dir={tmp_path}"])
     job = ranker_job(cfg)
     ranker = build_ranker(job.ranker.kind, job.ranker.model, job.backbone, job.data.signals)
-    assert isinstance(ranker, PairRanker) and ranker.encoder.source_max_length == 32
+    assert isinstance(ranker, ListwiseRanker) and ranker.encoder.source_max_length == 32
 
 
 @pytest.mark.parametrize("fuser", sorted(p.stem for p in (CONF / "fuser").glob("*.yaml")))

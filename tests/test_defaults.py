@@ -89,9 +89,12 @@ CASES = {
     "logger/none.yaml": (LoggerSettings, lambda: node("train_ranker", "logger")),
     "ranker/pairranker.yaml": (
         PairRanker,
-        lambda: without(node("train_ranker", "ranker"), "kind", "sampling", "init_from"),
+        lambda: without(node("train_ranker", "ranker", "ranker=pairranker"), "kind", "sampling", "init_from"),
     ),
-    "ranker/pairranker.yaml: sampling": (PairSampling, lambda: node("train_ranker", "ranker.sampling")),
+    "ranker/pairranker.yaml: sampling": (
+        PairSampling,
+        lambda: node("train_ranker", "ranker.sampling", "ranker=pairranker"),
+    ),
     "ranker/summareranker.yaml": (
         SummaReranker,
         lambda: without(

@@ -256,12 +256,28 @@ def prepare_listwise_training(
         return cache[epoch]
 
     n_pairs = sum(len(c) * (len(c) - 1) // 2 for c in epoch_batches(0).chosen)
-    return TrainingPlan(
-        epoch_batches,
-        lambda model, batch: listwise_loss(model, batch, sampling, min_delta),
+    description = (
         f"Listwise ({sampling.loss}): {len(records)} instructions x all candidates per epoch ({n_pairs} pairs), "
-        f"{per_batch} instructions a batch",
+        f"{per_batch} instructions a batch"
     )
+    if sampling.loss == "pairwise":
+        # Tied pairs carry no loss. An instruction with none decisive still takes its step (the measured recipe
+        # trains so: docs/results/pairranker.md); with none decisive anywhere there is nothing to train.
+        decisive = [decisive_pairs(s, min_delta) for s in signal_by_record]
+        description += (
+            f"; {sum(decisive)} decisive pairs, {decisive.count(0)} instructions with none (zero-loss steps)"
+        )
+        if not any(decisive):
+            return TrainingPlan(lambda epoch: [], lambda model, batch: None, description)
+    return TrainingPlan(
+        epoch_batches, lambda model, batch: listwise_loss(model, batch, sampling, min_delta), description
+    )
+
+
+def decisive_pairs(signal: np.ndarray, min_delta: Sequence[float]) -> int:
+    """Unordered candidate pairs whose signal gap exceeds its task's `min_delta` on some task ([n, n_tasks])."""
+    gaps = np.abs(signal[:, None, :] - signal[None, :, :]) > np.asarray(min_delta, dtype=float)
+    return int(np.triu(gaps.any(-1), k=1).sum())
 
 
 KIND = RankerKind(

@@ -15,7 +15,14 @@ from tests.conftest import REPO, compose_config, make_raw_record, write_jsonl
 def smoke(tmp_path, data_dir, *extra):
     return compose_config(
         "train_ranker",
-        ["experiment=smoke", f"data.path={data_dir}", f"output_dir={tmp_path / 'run'}", *extra],
+        # PairRanker's rows and saved matrices (the default kind is the listwise ranker's: tests/rankers)
+        [
+            "experiment=smoke",
+            "ranker=pairranker",
+            f"data.path={data_dir}",
+            f"output_dir={tmp_path / 'run'}",
+            *extra,
+        ],
     )
 
 

@@ -22,6 +22,7 @@ def preference_run(tmp_path, *extra):
         "train_ranker",
         [
             "experiment=smoke",
+            "ranker=pairranker",
             "data=preference",
             f"data.path={PREFERENCE}",
             "trainer.best_metric=val/pairwise_accuracy",

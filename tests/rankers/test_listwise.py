@@ -155,3 +155,13 @@ def test_candidates_per_instruction_draws_that_many_each_epoch():
     np.testing.assert_allclose(batch["signal"][0, :, 0].numpy(), expected, rtol=1e-6)
     with pytest.raises(ValueError, match="candidates_per_instruction=1"):
         ListwiseSampling(candidates_per_instruction=1)
+
+
+def test_decisive_pairs_leave_out_ties_per_task():
+    from blender.rankers.listwise import decisive_pairs
+
+    one_task = np.array([[0.9], [0.5], [0.45]])
+    assert decisive_pairs(one_task, [0.1]) == 2  # (0, 1) and (0, 2); (1, 2) is a tie
+    two_tasks = np.array([[0.9, 0.0], [0.5, 0.0], [0.45, 1.0]])
+    assert decisive_pairs(two_tasks, [0.1, 0.5]) == 3  # (1, 2) is decisive on the second task
+    assert decisive_pairs(one_task, [1.0]) == 0
