@@ -250,7 +250,7 @@ def ranker_rankings(
             provenance["source"] = str(npz)
         else:
             _rank_in_chunks(records, todo, keys, checkpoint, cache, settings, aggregate, inference)
-            provenance["source"] = "full_matrix"
+            provenance["source"] = "full_matrix" if pairwise else "candidate_scores"
         barrier()  # the main process wrote the cache; every process reads it
         cached = _read_cache(cache)
     else:

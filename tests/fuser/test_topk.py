@@ -152,7 +152,7 @@ def test_a_pointwise_ranker_ranks_by_its_scores_with_n_passes_and_its_saved_scor
     settings = TopKSettings(ranker_checkpoint=str(checkpoint), cache_dir=str(tmp_path / "cache"))
     rankings, source = ranker_rankings(recs, "train", "d", settings, QUIET)
     expected = rankings_from_scores(ranker.score_records(recs, QUIET))
-    assert rankings == expected and source["source"] == "full_matrix"
+    assert rankings == expected and source["source"] == "candidate_scores"
     assert source["pair_orders"] == [topk_module.POINTWISE]
     # A pointwise row is complete: it serves a request for both orders too, without ranking again.
     both = TopKSettings(
