@@ -41,8 +41,10 @@ from blender.devices import cpu_has_avx512_vnni, native_bf16
 from blender.files import write_json_atomic, write_text_atomic
 from blender.pinned_env import ensure_env
 from blender.rankers import InferenceSettings, PairRanker, build_backbone, encode_records, full_matrices
+from blender.rankers.checkpoint import CheckpointError
 from blender.rankers.precision import PRECISIONS, saved_precision_name
 from blender.rankers.predict import length_sorted_batches
+from blender.rankers.registry import ranker_identity
 from blender.rankers.saved_scores import read_pair_logits, write_pair_logits
 from blender.records import load_candidates
 
@@ -225,9 +227,20 @@ def agreement(checkpoint: Path, data: str, split: str, limit: int, cache: Path, 
     return result
 
 
+def is_pairwise(checkpoint: Path) -> bool:
+    """Whether the checkpoint is a PairRanker's: the agreement compares full matrices, which only it has."""
+    if not checkpoint.is_dir():
+        return False
+    try:
+        return ranker_identity(checkpoint)[1]
+    except (CheckpointError, ValueError):
+        return False
+
+
 def newest_checkpoint() -> Path | None:
+    """The newest PairRanker run's best checkpoint (the default ranker is the listwise one, which has no matrix)."""
     runs = sorted(Path("outputs/train_ranker").glob("*/best"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return runs[0] if runs else None
+    return next((r for r in runs if is_pairwise(r)), None)
 
 
 def machine() -> dict:
@@ -375,12 +388,21 @@ def main() -> None:
         "speed": speed,
     }
     checkpoint = Path(args.agreement_checkpoint) if args.agreement_checkpoint else newest_checkpoint()
+    if checkpoint is not None and not is_pairwise(checkpoint):
+        log.warning(
+            "%s is not a PairRanker checkpoint (the agreement compares full matrices); using the newest "
+            "PairRanker run instead",
+            checkpoint,
+        )
+        checkpoint = newest_checkpoint()
     if checkpoint is not None and (checkpoint / "model.safetensors").is_file():
         results["agreement"] = agreement(
             checkpoint, args.agreement_data, args.split, args.agreement_records, out / "agreement", settings
         )
     else:
-        results["agreement_skipped"] = "no trained ranker: run make demo, or pass --agreement-checkpoint"
+        results["agreement_skipped"] = (
+            "no trained PairRanker: run make train-ranker ARGS=ranker=pairranker, or pass --agreement-checkpoint"
+        )
         log.warning("agreement not measured: %s", results["agreement_skipped"])
 
     ours, unsorted = padding_share(ranker, records, settings)

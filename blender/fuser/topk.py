@@ -26,6 +26,7 @@ import numpy as np
 
 from blender.aggregation import get_aggregation, pair_orders
 from blender.distributed import barrier, is_main_process, map_sharded
+from blender.rankers.registry import ranker_identity
 from blender.rankers.saved_scores import WEIGHTS_FILES, read_candidate_scores, read_pair_logits
 from blender.records.schema import Record
 
@@ -75,18 +76,6 @@ def random_rankings(records: Sequence[Record], seed: int) -> list[list[int]]:
         rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
         rankings.append([int(k) for k in rng.permutation(len(record.candidates))])
     return rankings
-
-
-def ranker_identity(checkpoint: Path) -> tuple[str, bool]:
-    """(the ranker's row label, whether it is pairwise) read from its checkpoint's config, without loading it;
-    the layouts without `ranker_config.json` (`save_pretrained`, the released PairRM) are PairRanker's."""
-    from blender.rankers.checkpoint import RANKER_CONFIG_FILE, read_ranker_config
-    from blender.rankers.registry import get_kind
-
-    if not (checkpoint / RANKER_CONFIG_FILE).is_file():
-        return "PairRanker", True
-    kind = get_kind(read_ranker_config(checkpoint)["ranker"])
-    return getattr(kind.model, "label", kind.name), kind.pairwise
 
 
 def _ranker_key(checkpoint: Path, aggregation: str) -> str:

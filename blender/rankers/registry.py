@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -155,6 +156,16 @@ def kind_of(ranker: nn.Module) -> RankerKind:
     raise ValueError(f"{type(ranker).__name__} is no registered ranker kind ({sorted(RANKERS)})")
 
 
+def ranker_identity(checkpoint: str | os.PathLike) -> tuple[str, bool]:
+    """(the ranker's row label, whether it is pairwise) read from its checkpoint's config, without loading it;
+    the layouts without `ranker_config.json` (`save_pretrained`, the released PairRM) are PairRanker's."""
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / RANKER_CONFIG_FILE).is_file():
+        return "PairRanker", True
+    kind = get_kind(read_ranker_config(checkpoint)["ranker"])
+    return getattr(kind.model, "label", kind.name), kind.pairwise
+
+
 def build_ranker(kind: str, settings: dict[str, Any], backbone: Any, task_names: Sequence[str]) -> nn.Module:
     """A new ranker of `kind` from the ranker config's model settings (everything but `kind` and `sampling`)."""
     return get_kind(kind).build(dict(settings), backbone, list(task_names))
@@ -209,4 +220,5 @@ __all__ = [
     "get_kind",
     "kind_of",
     "load_ranker",
+    "ranker_identity",
 ]

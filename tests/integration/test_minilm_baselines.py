@@ -13,7 +13,12 @@ from tests.conftest import SHARED, compose_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DATA = SHARED / "data" / "alpaca_blend"
-LABELS = {"summareranker": "SummaReranker", "simcls": "SimCLS", "mlm_scoring": "MLM-Scoring"}
+LABELS = {
+    "summareranker": "SummaReranker",
+    "listwise": "Listwise",
+    "simcls": "SimCLS",
+    "mlm_scoring": "MLM-Scoring",
+}
 
 
 def run(ranker: str, out, *extra):
@@ -43,15 +48,16 @@ def run(ranker: str, out, *extra):
     return train_ranker.run(cfg)
 
 
-@pytest.mark.parametrize("ranker", ["summareranker", "simcls"])
+@pytest.mark.parametrize("ranker", ["summareranker", "listwise", "simcls"])
 def test_short_training_run_on_minilm(ranker, tmp_path):
     summary = run(ranker, tmp_path)
-    # SummaReranker: 16 instructions x 2 candidates in batches of 4 sequences; SimCLS: 16 in batches of 4.
-    assert summary["global_step"] == {"summareranker": 8, "simcls": 4}[ranker]
+    # SummaReranker: 16 instructions x 2 candidates in batches of 4 sequences; the listwise ranker (the default
+    # kind): one instruction of 11 candidates a batch; SimCLS: 16 in batches of 4.
+    assert summary["global_step"] == {"summareranker": 8, "listwise": 16, "simcls": 4}[ranker]
     assert np.isfinite(summary["train/loss"]) and summary["best_epoch"] == 0
     rows = {r["method"]: r for r in summary["eval"]["rows"]}
     row = rows[LABELS[ranker]]
-    assert row["forward_passes"] == {"summareranker": 11, "simcls": 12}[ranker]
+    assert row["forward_passes"] == {"summareranker": 11, "listwise": 11, "simcls": 12}[ranker]
     # GPT-Rank recomputed by hand from the scores the evaluation saved: where the judge ranks each pick.
     _, _, saved_scores = load_candidate_scores(tmp_path / "eval" / "candidate_scores_alpaca_blend_val.npz")
     (val,) = load_candidates(DATA, splits=("val",), limit=3)

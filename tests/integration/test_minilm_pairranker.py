@@ -22,6 +22,7 @@ def trained(tmp_path_factory):
     cfg = compose_config(
         "train_ranker",
         [
+            "ranker=pairranker",  # the paper's kind (the default is the listwise ranker: test_minilm_baselines)
             "data=alpaca_blend",
             f"data.path={DATA}",
             "data.limit_train=16",
