@@ -60,7 +60,7 @@ eval: ## Evaluate a ranker (CKPT=<run>/best, default the newest) with its fused 
 demo: ## The main job on the offline default: train the listwise ranker (MiniLM) on alpaca_blend_modern, evaluate on val, print the table
 	$(MAKE) --no-print-directory train-ranker RUN_ID=$(RUN_ID) ARGS="$(ARGS)"
 
-bench: ## Ranking speed against the original llm-blender in one run (fp32, bf16, int8) and agreement with fp32 on a trained ranker (CKPT, default the newest); writes bench/ranker_speed.{json,md}
+bench: ## Ranking speed against the original llm-blender in one run (fp32, bf16, int8) and agreement with fp32 on a trained PairRanker (CKPT, default the newest PairRanker run); writes bench/ranker_speed.{json,md}
 	HF_HUB_OFFLINE=1 $(PYTHON) scripts/bench_ranker.py $(if $(CKPT),--agreement-checkpoint $(CKPT)) $(ARGS)
 
 score: ## Score a split's candidates with reference metrics, resumably, and write Table 2/3 of the metrics (ARGS="data=alpaca_blend split=train metrics=paper")
