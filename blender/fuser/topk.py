@@ -238,7 +238,7 @@ def ranker_rankings(
                 )
             provenance["source"] = str(npz)
         else:
-            _rank_in_chunks(records, todo, keys, checkpoint, cache, settings, aggregate, inference)
+            _rank_in_chunks(records, todo, keys, checkpoint, pairwise, cache, settings, aggregate, inference)
             provenance["source"] = "full_matrix" if pairwise else "candidate_scores"
         barrier()  # the main process wrote the cache; every process reads it
         cached = _read_cache(cache)
@@ -272,17 +272,17 @@ def _rank_in_chunks(
     todo: Sequence[int],
     keys: Sequence[str],
     checkpoint: Path,
+    pairwise: bool,
     cache: Path,
     settings: TopKSettings,
     aggregate: object,
     inference: object | None,
 ) -> None:
     from blender.rankers.predict import InferenceSettings, full_matrices
-    from blender.rankers.registry import kind_of, load_ranker
+    from blender.rankers.registry import load_ranker
 
     inference = inference or InferenceSettings()
     ranker = load_ranker(checkpoint)
-    pairwise = kind_of(ranker).pairwise
     if pairwise:
         passes = len(pair_orders(len(records[todo[0]].candidates), settings.pair_orders))
         how = f"{settings.pair_orders} order(s) of each pair"

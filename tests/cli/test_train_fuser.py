@@ -28,10 +28,9 @@ FAST = [
 ]
 
 
-def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_ranker, one_thread):
-    ranker_dir = tmp_path / "train_ranker" / "r1" / "best"
-    tiny_ranker.save(ranker_dir)
-    cfg = compose_config(
+def smoke_fuser_config(tmp_path, small_dataset, *extra):
+    """The smoke fuser on the small data, taking its top-K from the rankers saved under tmp_path/train_ranker."""
+    return compose_config(
         "train_fuser",
         [
             "experiment=fuser_smoke",
@@ -40,8 +39,15 @@ def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_
             f"topk.ranker_runs_dir={tmp_path / 'train_ranker'}",
             f"topk.cache_dir={tmp_path / 'topk'}",
             *FAST,
+            *extra,
         ],
     )
+
+
+def test_train_fuser_then_eval_show_the_fused_row(tmp_path, small_dataset, tiny_ranker, one_thread):
+    ranker_dir = tmp_path / "train_ranker" / "r1" / "best"
+    tiny_ranker.save(ranker_dir)
+    cfg = smoke_fuser_config(tmp_path, small_dataset)
     summary = train_fuser.run(cfg)
     assert summary["global_step"] == 2 and (tmp_path / "run" / "best" / "fuser_config.json").is_file()
     rows = {r["method"]: r for r in summary["eval"]["paper_tables"]["table2"]["rows"]}
@@ -126,17 +132,7 @@ def test_a_listwise_rankers_top_k_feeds_the_fuser_and_names_its_rows(tmp_path, s
     from tests.rankers.test_listwise import listwise
 
     listwise().save(tmp_path / "train_ranker" / "lw" / "best")
-    cfg = compose_config(
-        "train_fuser",
-        [
-            "experiment=fuser_smoke",
-            f"data.path={small_dataset}",
-            f"output_dir={tmp_path / 'run'}",
-            f"topk.ranker_runs_dir={tmp_path / 'train_ranker'}",
-            f"topk.cache_dir={tmp_path / 'topk'}",
-            *FAST,
-        ],
-    )
+    cfg = smoke_fuser_config(tmp_path, small_dataset)
     summary = train_fuser.run(cfg)
     rows = {r["method"] for r in summary["eval"]["paper_tables"]["table2"]["rows"]}
     assert {"Listwise", "Listwise (K=3) + GenFuser"} <= rows and not any(
@@ -193,17 +189,7 @@ def test_no_ranker_tells_how_to_get_one(tmp_path, small_dataset):
 def test_eval_adds_the_zero_shot_row_beside_the_trained_one(tmp_path, small_dataset, tiny_ranker, one_thread):
     ranker_dir = tmp_path / "train_ranker" / "r1" / "best"
     tiny_ranker.save(ranker_dir)
-    cfg = compose_config(
-        "train_fuser",
-        [
-            "experiment=fuser_smoke",
-            f"data.path={small_dataset}",
-            f"output_dir={tmp_path / 'run'}",
-            f"topk.ranker_runs_dir={tmp_path / 'train_ranker'}",
-            f"topk.cache_dir={tmp_path / 'topk'}",
-            *FAST,
-        ],
-    )
+    cfg = smoke_fuser_config(tmp_path, small_dataset)
     train_fuser.run(cfg)
     # The default fuser config (Gemma 3's prompt, LoRA, stop strings) on a random tiny Gemma 3, never trained.
     base = build_tiny_model(tmp_path / "tiny-gemma3", model_type="gemma3")
