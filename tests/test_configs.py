@@ -114,3 +114,11 @@ def test_accelerate_configs_parse(path: Path):
     assert config["distributed_type"] in {"NO", "MULTI_GPU", "DEEPSPEED"}
     if config["distributed_type"] == "DEEPSPEED":
         assert config["deepspeed_config"]["zero_stage"] in (2, 3)
+
+
+def test_settings_defaults_are_the_offline_default_fusers():
+    # The dataclasses document their defaults as conf/fuser/gemma3_270m.yaml's: a fuser built without a config
+    # (Blender.fuse, a script) must pack and decode as `make train-fuser` does.
+    fuser_cfg = yaml.safe_load((CONF / "fuser" / "gemma3_270m.yaml").read_text())
+    assert PackingSettings(**fuser_cfg["packing"]) == PackingSettings()
+    assert GenerationSettings(**fuser_cfg["generation"]) == GenerationSettings()
