@@ -61,7 +61,8 @@ TERMS_FILES = ("GEMMA_TERMS.html", "NOTICE.md", "LICENSE")
 @dataclass
 class GenerationSettings:
     """Decoding of fused answers (`fuser.generation`); the defaults are the offline default fuser's
-    (conf/fuser/gemma3_270m.yaml: greedy, 256 new tokens); the original: 4 beams, 128 new tokens, no sampling.
+    (conf/fuser/gemma3_270m.yaml: greedy, 384 new tokens, no 10-gram of the answer twice); the original: 4 beams,
+    128 new tokens, no sampling.
 
     Attributes:
         num_beams: beam width (1: greedy).
@@ -79,10 +80,10 @@ class GenerationSettings:
     """
 
     num_beams: int = 1
-    max_new_tokens: int = 256
+    max_new_tokens: int = 384
     batch_size: int = 8
     no_repeat_ngram_size: int = 0
-    answer_no_repeat_ngram_size: int = 0
+    answer_no_repeat_ngram_size: int = 10
     repetition_penalty: float = 1.0
     stop_strings: list[str] = field(default_factory=lambda: list(PROMPT_STOP_STRINGS))
     mixed_precision: str = "auto"

@@ -42,7 +42,7 @@ class PackingSettings:
 
     candidate_max_length: int = 128
     max_source_length: int = 512
-    max_target_length: int = 256
+    max_target_length: int = 512
     separator: str | None = "\n\n"
     add_special_tokens: bool = True
     cut_marker: str = CUT_MARKER
