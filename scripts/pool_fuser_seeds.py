@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 from blender.evaluation.ranking import bootstrap_indices, interval
-from blender.files import read_jsonl_rows, write_json_atomic
+from blender.files import iter_jsonl, write_json_atomic
 from blender.fuser.quality import answer_statistics, has_loop
 from blender.metrics.base import build_metrics
 from blender.records.loading import find_split_file, read_jsonl
@@ -34,8 +34,15 @@ METRICS = ("bertscore", "bleu", "rougeL")
 
 def read_answers(path: Path, ids: list[str]) -> list[str]:
     """The answers of `path` in the order of `ids`; an error naming the file when its ids differ."""
-    rows = read_jsonl_rows(path)
-    by_id = {row["id"]: row["fused"] for row in rows}
+    by_id = {}
+    for line_no, row in iter_jsonl(path):
+        for field in ("id", "fused"):
+            if not isinstance(row.get(field), str):
+                raise ValueError(
+                    f"{path}:{line_no}: no {field!r} field (a string): not a file of fused answers "
+                    "(make eval writes <eval dir>/fused_<data>_<split>.jsonl)"
+                )
+        by_id[row["id"]] = row["fused"]
     missing = [i for i in ids if i not in by_id]
     if missing or len(by_id) != len(ids):
         raise ValueError(
@@ -67,13 +74,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()
 
-    records = read_jsonl(find_split_file(args.data, args.split))
-    ids = [r.id for r in records]
-    references = [r.output for r in records]
     try:
+        records = read_jsonl(find_split_file(args.data, args.split))
+        ids = [r.id for r in records]
         runs = [read_answers(path, ids) for path in args.answers]
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError) as error:
         sys.exit(f"error: {error}")
+    references = [r.output for r in records]
     metric_set = yaml.safe_load((REPO / "conf" / "metrics" / "offline.yaml").read_text())
     metrics = build_metrics({name: metric_set[name] for name in METRICS})
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -19,6 +21,16 @@ import blender.cli.resolvers  # noqa: F401  (registers the config resolvers the 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 SHARED = REPO.parent / "shared"
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/<name>.py as a module (scripts are not a package), for tests of their functions."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 WORDS = "the answer is good bad a b c d e f g h one two three yes no maybe".split()
 
 

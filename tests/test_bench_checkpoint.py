@@ -3,18 +3,14 @@ the newest run (the default ranker is the listwise one, which has no matrix)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_ranker.py"
+from tests.conftest import load_script
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_ranker", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_ranker")
 
 
 def test_the_agreement_checkpoint_is_the_newest_pairranker_run(tiny_ranker, tmp_path, monkeypatch):

@@ -3,21 +3,13 @@ runs, then a bootstrap over instructions), and the answers read in record order 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pool_fuser_seeds.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("pool_fuser_seeds", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_script
 
 
 def write_answers(path: Path, answers: dict[str, str]) -> Path:
@@ -26,7 +18,7 @@ def write_answers(path: Path, answers: dict[str, str]) -> Path:
 
 
 def test_pooling_averages_each_instruction_over_the_runs_before_the_bootstrap():
-    pool = load_script()
+    pool = load_script("pool_fuser_seeds")
     # Two runs that disagree on every instruction: pooled per instruction they agree (0.5 each), so the
     # interval has no width. Pooling the 2 x 2 answers as four draws would give an interval around 0.5 instead.
     pooled = pool.pooled_metrics({"bleu": np.array([[1.0, 0.0], [0.0, 1.0]])})
@@ -35,13 +27,21 @@ def test_pooling_averages_each_instruction_over_the_runs_before_the_bootstrap():
 
 
 def test_answers_come_back_in_record_order(tmp_path):
-    pool = load_script()
+    pool = load_script("pool_fuser_seeds")
     path = write_answers(tmp_path / "fused.jsonl", {"b": "second", "a": "first"})
     assert pool.read_answers(path, ["a", "b"]) == ["first", "second"]
 
 
 def test_answers_of_other_records_are_refused_with_the_file_named(tmp_path):
-    pool = load_script()
+    pool = load_script("pool_fuser_seeds")
     path = write_answers(tmp_path / "fused.jsonl", {"a": "first", "c": "other"})
     with pytest.raises(ValueError, match=r"fused\.jsonl: 2 answers for 2 records \(1 ids missing"):
+        pool.read_answers(path, ["a", "b"])
+
+
+def test_an_answer_row_without_its_field_is_refused_with_the_file_and_line(tmp_path):
+    pool = load_script("pool_fuser_seeds")
+    path = tmp_path / "fused.jsonl"
+    path.write_text(json.dumps({"id": "a", "fused": "first"}) + "\n" + json.dumps({"id": "b"}) + "\n")
+    with pytest.raises(ValueError, match=r"fused\.jsonl:2: no 'fused' field"):
         pool.read_answers(path, ["a", "b"])
