@@ -7,7 +7,12 @@ BERTScore on the packaged MiniLM, BLEU, ROUGE); per instruction the recipe's val
 instructions. Beside it, each run's answer statistics (distinct, % with a 10-gram loop, median length against
 the references': `blender.fuser.quality`) and the same statistics over all runs' answers together.
 
+With `--baseline`, one other answer set (the zero-shot fuser's `fused_zero_shot_<data>_<split>.jsonl`, or an
+earlier recipe's run) is scored too, and the recipe's paired difference against it: per instruction the runs'
+mean minus the baseline's score, bootstrapped over instructions with the same resamples.
+
 python scripts/pool_fuser_seeds.py RUN_A/eval/fused_alpaca_blend_modern_val.jsonl RUN_B/... RUN_C/... \
+    [--baseline EVAL/fused_zero_shot_alpaca_blend_modern_val.jsonl] \
     [--data ../shared/data/alpaca_blend_modern] [--split val] [--out docs/results/fuser_seeds.json]
 """
 
@@ -66,9 +71,37 @@ def pooled_metrics(scores: dict[str, np.ndarray], n_boot: int = 1000, seed: int 
     return pooled
 
 
+def paired_difference(
+    scores: dict[str, np.ndarray], baseline: dict[str, np.ndarray], n_boot: int = 1000, seed: int = 0
+) -> dict[str, dict]:
+    """Per metric: each instruction's mean over the runs ([runs, instructions]) minus the baseline's score on it
+    ([instructions]), then the mean over instructions with a 95% bootstrap interval over instructions. Paired:
+    what varies by instruction (an easy one, a long reference) cancels before the resampling.
+
+    Example: runs scoring [10.0, 0.1] against a baseline's [9.9, 0.0] differ by 0.1 on both: interval
+    [0.1, 0.1], though the two sets' own intervals overlap.
+    """
+    differences = {}
+    for name, values in scores.items():
+        per_instruction = values.mean(axis=0) - baseline[name]
+        low, high = interval(per_instruction, bootstrap_indices(len(per_instruction), n_boot, seed))
+        differences[name] = {
+            "mean": float(per_instruction.mean()),
+            "ci": [low, high],
+            "above_zero": bool(low > 0),
+        }
+    return differences
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("answers", nargs="+", type=Path, help="fused_<data>_<split>.jsonl of each run")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another answer set to compare against, paired by instruction",
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--split", default="val")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
@@ -78,6 +111,7 @@ def main() -> None:
         records = read_jsonl(find_split_file(args.data, args.split))
         ids = [r.id for r in records]
         runs = [read_answers(path, ids) for path in args.answers]
+        baseline = read_answers(args.baseline, ids) if args.baseline is not None else None
     except (OSError, ValueError) as error:
         sys.exit(f"error: {error}")
     references = [r.output for r in records]
@@ -103,6 +137,16 @@ def main() -> None:
     pooled["length_ratio"] = pooled["median_words"] / statistics.median(len(r.split()) for r in references)
     pooled["distinct_per_run_min"] = min(r["n_distinct"] for r in result["per_run"])
     result["pooled"] = pooled
+    if baseline is not None:
+        baseline_scores = {
+            name: np.asarray(metric.score(baseline, references)) for name, metric in metrics.items()
+        }
+        result["baseline"] = {
+            "answers": str(args.baseline),
+            **pooled_metrics({name: values[None, :] for name, values in baseline_scores.items()}),
+            **answer_statistics(baseline, references).as_dict(),
+        }
+        result["difference_to_baseline"] = paired_difference(scores, baseline_scores)
 
     print(f"{len(runs)} runs, {len(records)} {args.split} instructions")
     print("| run | BERTScore | BLEU | ROUGE-L | distinct | loops % | median words | length / refs' |")
@@ -119,6 +163,19 @@ def main() -> None:
         f"≥ {pooled['distinct_per_run_min']} | {pooled['loop_pct']:.1f} | {pooled['median_words']:.0f} | "
         f"{pooled['length_ratio']:.3f} |"
     )
+    if baseline is not None:
+        base, diff = result["baseline"], result["difference_to_baseline"]
+        scale = {"bertscore": 100.0, "bleu": 1.0, "rougeL": 1.0}
+        print(f"\nagainst {args.baseline} ({base['n_distinct']} distinct, {base['loop_pct']:.0f} % loops):")
+        print("| metric | baseline | pooled − baseline (paired) | interval above zero |")
+        print("|---|---|---|---|")
+        for name in METRICS:
+            k, b, d = scale[name], base[name], diff[name]
+            print(
+                f"| {name} | {k * b['mean']:.3f} [{k * b['ci'][0]:.3f}, {k * b['ci'][1]:.3f}] | "
+                f"{k * d['mean']:+.3f} [{k * d['ci'][0]:+.3f}, {k * d['ci'][1]:+.3f}] | "
+                f"{'yes' if d['above_zero'] else 'no'} |"
+            )
     if args.out is not None:
         write_json_atomic(args.out, result)
         print(f"wrote {args.out}")

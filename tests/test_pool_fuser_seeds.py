@@ -45,3 +45,26 @@ def test_an_answer_row_without_its_field_is_refused_with_the_file_and_line(tmp_p
     path.write_text(json.dumps({"id": "a", "fused": "first"}) + "\n" + json.dumps({"id": "b"}) + "\n")
     with pytest.raises(ValueError, match=r"fused\.jsonl:2: no 'fused' field"):
         pool.read_answers(path, ["a", "b"])
+
+
+def test_the_difference_to_a_baseline_is_paired_by_instruction():
+    pool = load_script("pool_fuser_seeds")
+    # One run 0.1 above the baseline on both instructions. Unpaired, the two sets' intervals ([0.1, 10.0] and
+    # [0.0, 9.9]) overlap; paired, every resample's difference is 0.1.
+    difference = pool.paired_difference({"bleu": np.array([[10.0, 0.1]])}, {"bleu": np.array([9.9, 0.0])})
+    assert difference["bleu"]["mean"] == pytest.approx(0.1)
+    assert difference["bleu"]["ci"] == pytest.approx([0.1, 0.1])
+    assert difference["bleu"]["above_zero"] is True
+
+
+def test_the_difference_to_a_baseline_averages_the_runs_first():
+    pool = load_script("pool_fuser_seeds")
+    # Runs 2 and 0 on the first instruction average to 1, the baseline's score there: a zero difference.
+    # Both runs score 1 on the second, 1 above the baseline's 0. So the differences are [0, 1]: mean 0.5,
+    # and the resamples that draw the first instruction twice put the interval's low end at 0.
+    difference = pool.paired_difference(
+        {"rougeL": np.array([[2.0, 1.0], [0.0, 1.0]])}, {"rougeL": np.array([1.0, 0.0])}
+    )
+    assert difference["rougeL"]["mean"] == pytest.approx(0.5)
+    assert difference["rougeL"]["ci"][0] == pytest.approx(0.0)
+    assert difference["rougeL"]["above_zero"] is False
