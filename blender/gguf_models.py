@@ -202,7 +202,12 @@ def dequantize(spec: GGUFPackage, package, folder: Path) -> None:
 
 def _convert(spec: GGUFPackage, package, folder: Path) -> None:
     """`dequantize` into `folder`, then copy the terms files and write the provenance (last)."""
-    dequantize(spec, package, folder)
+    import torch
+
+    # Building the model draws random initial weights. Without the fork, a run that fills the cache and a run
+    # that reuses it leave the seeded generator in different states, so one seed gave two fusers (LoRA init).
+    with torch.random.fork_rng(devices=[]):
+        dequantize(spec, package, folder)
     data = Path(package.__file__).parent / "data"
     for name in spec.terms_files:
         if (data / name).is_file():
