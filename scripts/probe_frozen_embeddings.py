@@ -1,25 +1,40 @@
-"""Diagnostic: how far a linear probe on *frozen* MiniLM sentence embeddings gets as a pointwise ranker.
+"""Diagnostic: how far a linear probe on *frozen* sentence embeddings gets as a pointwise ranker.
 
-Each candidate is embedded alone (mean-pooled last hidden states, L2-normalised, as all-MiniLM-L6-v2 was
-trained to be used); the embeddings are centred within their instruction; a ridge regression on train
-learns gpt4_pref centred the same way; on val the argmax is the pick, compared with Longest by the same
-paired bootstrap as the ranking report. No encoder weight moves, so this measures what the pretrained
-features carry about answer quality, against the fine-tuned PairRanker (docs/results/pairranker.md).
+Each candidate is embedded alone (mean-pooled last hidden states, L2-normalised, as the sentence-transformers
+backbones were trained to be used); the embeddings are centred within their instruction; a ridge regression on
+train learns gpt4_pref centred the same way; on val the argmax is the pick, compared with Longest and with the
+best single model (chosen on train) by the same paired bootstrap as the ranking report. No encoder weight
+moves, so this measures what the pretrained features carry about answer quality, against the fine-tuned
+rankers (docs/results/pairranker.md).
 
-python scripts/probe_frozen_embeddings.py [--data ../shared/data/alpaca_blend_modern] [--max-length 256]
+The ridge strength is chosen by 5-fold cross-validation over train's instructions (the top-1 of each held-out
+fold), so the "chosen" line never looks at val; the per-strength val lines are printed too, and picking the
+best of them on val flatters the probe.
+
+python scripts/probe_frozen_embeddings.py [--data ../shared/data/alpaca_blend_modern] [--backbone mpnet]
+    [--max-length 256] [--dtype bf16] [--cache outputs/probe]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.linear_model import Ridge
+from sklearn.model_selection import KFold
 from tqdm import tqdm
 
-from blender.evaluation.ranking import bootstrap_indices, interval, longest_scores, oracle_scores
+from blender.evaluation.ranking import (
+    best_model_on,
+    bootstrap_indices,
+    interval,
+    longest_scores,
+    oracle_scores,
+)
+from blender.files import json_digest, write_bytes_atomic
 from blender.rankers.backbone import build_backbone
 from blender.records.loading import find_split_file, read_jsonl
 
@@ -27,7 +42,9 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca
 
 
 @torch.inference_mode()
-def embed(texts: list[str], tokenizer, model, max_length: int, batch_size: int = 64) -> np.ndarray:
+def embed(
+    texts: list[str], tokenizer, model, max_length: int, batch_size: int = 64, bf16: bool = False
+) -> np.ndarray:
     """[len(texts), hidden] L2-normalised mean-pooled embeddings, computed in length-sorted batches."""
     order = np.argsort([len(t) for t in texts])
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
@@ -40,19 +57,54 @@ def embed(texts: list[str], tokenizer, model, max_length: int, batch_size: int =
             padding=True,
             return_tensors="pt",
         )
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            hidden = model(**batch).last_hidden_state.float()
         mask = batch["attention_mask"].unsqueeze(-1).float()
-        pooled = (model(**batch).last_hidden_state * mask).sum(1) / mask.sum(1)
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
         out[rows] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
     return out
 
 
-def split_features(records, tokenizer, model, max_length: int, oracle: str):
+def cached_embeddings(texts: list[str], cache: Path | None, key: dict, compute) -> np.ndarray:
+    """`compute()` once per (texts, settings): a later run with the same key reads the .npy back."""
+    if cache is None:
+        return compute()
+    path = cache / f"embeddings_{json_digest({**key, 'texts': texts})[:16]}.npy"
+    if path.exists():
+        print(f"reusing {path}")
+        return np.load(path)
+    emb = compute()
+    buffer = io.BytesIO()
+    np.save(buffer, emb)
+    cache.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, buffer.getvalue())
+    return emb
+
+
+def centred(records, emb: np.ndarray, oracle: str):
     """Within-instruction centred embeddings [R, N, H], centred oracle targets [R, N], raw oracle [R, N]."""
-    n = len(records[0].candidates)
-    emb = embed([c.text for r in records for c in r.candidates], tokenizer, model, max_length)
-    emb = emb.reshape(len(records), n, -1)
+    emb = emb.reshape(len(records), len(records[0].candidates), -1)
     y = np.stack([oracle_scores(r, oracle) for r in records])
     return emb - emb.mean(1, keepdims=True), y - y.mean(1, keepdims=True), y
+
+
+def fit_predict(x_fit: np.ndarray, y_fit: np.ndarray, x_score: np.ndarray, alpha: float) -> np.ndarray:
+    """Ridge on the flattened candidates of `x_fit`; scores of `x_score` in its [R, N] shape."""
+    probe = Ridge(alpha=alpha).fit(x_fit.reshape(-1, x_fit.shape[-1]), y_fit.reshape(-1))
+    return probe.predict(x_score.reshape(-1, x_score.shape[-1])).reshape(x_score.shape[:2])
+
+
+def cross_validated_alpha(x: np.ndarray, y_centred: np.ndarray, y: np.ndarray, alphas, folds: int = 5):
+    """The strength whose held-out folds' picks score best, over whole instructions; with every strength's mean."""
+    rows = np.arange(len(x))
+    means = {}
+    for alpha in alphas:
+        picked = np.zeros(len(x))
+        for fit, held in KFold(folds, shuffle=True, random_state=0).split(x):
+            scores = fit_predict(x[fit], y_centred[fit], x[held], alpha)
+            picked[held] = y[rows[held], scores.argmax(1)]
+        means[alpha] = float(picked.mean())
+    return max(means, key=means.get), means
 
 
 def main() -> None:
@@ -62,28 +114,47 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--oracle", default="gpt4_pref")
     parser.add_argument("--limit", type=int, default=None, help="first records of each split (a quick check)")
-    parser.add_argument("--alphas", type=float, nargs="+", default=[0.1, 1.0, 10.0, 100.0])
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.1, 0.3, 1.0, 3.0, 10.0, 100.0])
+    parser.add_argument(
+        "--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast the encoder"
+    )
+    parser.add_argument("--cache", type=Path, default=None, help="folder to keep the embeddings in")
     args = parser.parse_args()
 
     model, tokenizer = build_backbone(args.backbone)
     model.eval()
     train = read_jsonl(find_split_file(args.data, "train"), limit=args.limit)
     val = read_jsonl(find_split_file(args.data, "val"), limit=args.limit)
-    x_train, y_train, _ = split_features(train, tokenizer, model, args.max_length, args.oracle)
-    x_val, _, y_val = split_features(val, tokenizer, model, args.max_length, args.oracle)
+
+    def features(records):
+        texts = [c.text for r in records for c in r.candidates]
+        key = {"backbone": args.backbone, "max_length": args.max_length, "dtype": args.dtype}
+        bf16 = args.dtype == "bf16"
+        emb = cached_embeddings(
+            texts, args.cache, key, lambda: embed(texts, tokenizer, model, args.max_length, bf16=bf16)
+        )
+        return centred(records, emb, args.oracle)
+
+    x_train, y_train, y_train_raw = features(train)
+    x_val, _, y_val = features(val)
     rows = np.arange(len(val))
     longest = y_val[rows, np.stack([longest_scores(r) for r in val]).argmax(1)]
+    best_model = best_model_on(train, args.oracle)
+    best = y_val[rows, val[0].models.index(best_model)]
     indices = bootstrap_indices(len(val))
-    models = val[0].models
+    chosen, cv_means = cross_validated_alpha(x_train, y_train, y_train_raw, args.alphas)
+    print(f"train 5-fold top-1 by alpha: {cv_means}; chosen alpha {chosen:g}")
     for alpha in args.alphas:
-        probe = Ridge(alpha=alpha).fit(x_train.reshape(-1, x_train.shape[-1]), y_train.reshape(-1))
-        scores = probe.predict(x_val.reshape(-1, x_val.shape[-1])).reshape(y_val.shape)
+        scores = fit_predict(x_train, y_train, x_val, alpha)
         picked = y_val[rows, scores.argmax(1)]
         low, high = interval(picked - longest, indices)
-        counts = np.bincount(scores.argmax(1), minlength=len(models))
+        best_low, best_high = interval(picked - best, indices)
+        counts = np.bincount(scores.argmax(1), minlength=len(val[0].models))
         print(
-            f"alpha {alpha:g}: top-1 {args.oracle} {picked.mean():.3f}, − Longest {(picked - longest).mean():+.3f} "
-            f"[{low:+.3f}, {high:+.3f}]; picks {dict(zip(models, counts.tolist(), strict=True))}"
+            f"{'chosen ' if alpha == chosen else ''}alpha {alpha:g}: top-1 {args.oracle} {picked.mean():.3f}, "
+            f"− Longest {(picked - longest).mean():+.3f} [{low:+.3f}, {high:+.3f}], "
+            f"− {best_model} {(picked - best).mean():+.3f} [{best_low:+.3f}, {best_high:+.3f}]; "
+            f"picks {dict(zip(val[0].models, counts.tolist(), strict=True))}"
         )
 
 

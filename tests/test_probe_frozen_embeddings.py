@@ -1,0 +1,42 @@
+"""scripts/probe_frozen_embeddings.py: the ridge strength is chosen on train's held-out folds (never on val),
+and the embeddings are computed once per setting and read back after."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.conftest import load_script
+
+
+def test_the_strength_is_scored_on_held_out_instructions_not_on_what_it_was_fit_on():
+    probe = load_script("probe_frozen_embeddings")
+    rng = np.random.default_rng(0)
+    # 60 instructions of 4 candidates with 500 features of pure noise: a nearly unregularised ridge fits
+    # train's 240 candidates exactly, so scored in-sample it would pick the best candidate every time.
+    x = rng.normal(size=(60, 4, 500))
+    y = rng.normal(size=(60, 4))
+    x_centred, y_centred = x - x.mean(1, keepdims=True), y - y.mean(1, keepdims=True)
+    rows = np.arange(60)
+    in_sample = probe.fit_predict(x_centred, y_centred, x_centred, 1e-6)
+    assert y[rows, in_sample.argmax(1)].mean() == y.max(1).mean()
+    chosen, means = probe.cross_validated_alpha(x_centred, y_centred, y, [1e-6, 1.0])
+    assert means[1e-6] < y.max(1).mean() - 0.5  # held out, noise picks near chance (mean 0), far below best
+    assert chosen == max(means, key=means.get)
+
+
+def test_embeddings_are_computed_once_per_setting_and_reused(tmp_path):
+    probe = load_script("probe_frozen_embeddings")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.arange(6, dtype=np.float32).reshape(3, 2)
+
+    key = {"backbone": "minilm", "max_length": 8, "dtype": "fp32"}
+    first = probe.cached_embeddings(["a", "b", "c"], tmp_path, key, compute)
+    again = probe.cached_embeddings(["a", "b", "c"], tmp_path, key, compute)
+    other = probe.cached_embeddings(["a", "b", "c"], tmp_path, {**key, "max_length": 16}, compute)
+    assert len(calls) == 2  # the same texts and settings read the file back; another length recomputes
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(first, other)
+    assert len(list(tmp_path.glob("embeddings_*.npy"))) == 2
