@@ -10,9 +10,12 @@ sits.
 With --model-prior, each run's scores are first mixed with the model prior (each model's mean oracle score on
 train, weight cross-fitted on the split, as the report's "+ model prior" row): the recipe with the prior.
 
+With --against, another recipe's runs are pooled the same way and the difference of the two recipes is
+bootstrapped over the same instructions (paired): is one recipe better than the other, not each than Longest.
+
 python scripts/pool_seeds.py outputs/train_ranker/<run_a> outputs/train_ranker/<run_b> ... \
     [--data ../shared/data/alpaca_blend_modern] [--split val] [--oracle gpt4_pref] [--aggregation max_logits] \
-    [--model-prior [--train-split train] [--folds 2]]
+    [--model-prior [--train-split train] [--folds 2]] [--against outputs/train_ranker/<run_c> ...]
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ def run_picks(
     return np.array([int(np.argmax(s)) for s in scores]), best_model
 
 
+def picked_scores(picks: list[np.ndarray], oracle: list[np.ndarray]) -> np.ndarray:
+    """[runs, examples]: the oracle score of each run's pick on each example."""
+    return np.array([[oracle[e][p] for e, p in enumerate(row)] for row in picks])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (outputs/train_ranker/<run_id>)")
@@ -64,6 +72,7 @@ def main() -> None:
     parser.add_argument("--model-prior", action="store_true", help="pool the picks with the model prior")
     parser.add_argument("--train-split", default="train", help="where the model prior is fitted")
     parser.add_argument("--folds", type=int, default=2, help="the prior weight's cross-fitting folds")
+    parser.add_argument("--against", nargs="+", type=Path, default=[], help="another recipe's run folders")
     args = parser.parse_args()
 
     records = read_jsonl(find_split_file(args.data, args.split))
@@ -74,15 +83,15 @@ def main() -> None:
         train = read_jsonl(find_split_file(args.data, args.train_split))
         prior = ModelPrior(fit_priors(train, args.oracle), oracle=args.oracle)
     runs = [run_picks(run, stem, records, args.aggregation, prior, args.folds) for run in args.runs]
-    best_models = {best for _, best in runs}
+    other = [run_picks(run, stem, records, args.aggregation, prior, args.folds) for run in args.against]
+    best_models = {best for _, best in runs + other}
     if len(best_models) != 1:
         raise ValueError(
             f"the runs chose different best single models on train ({sorted(best_models)}): "
             "pool runs of one dataset and oracle"
         )
     (best,) = best_models
-    picks = np.stack([run_picked for run_picked, _ in runs])
-    per_run = np.array([[oracle[e][p] for e, p in enumerate(row)] for row in picks])  # [runs, examples]
+    per_run = picked_scores([picked for picked, _ in runs], oracle)
     pooled = per_run.mean(axis=0)
     longest = np.array([o[int(np.argmax(longest_scores(r)))] for o, r in zip(oracle, records, strict=True)])
     best_single = np.array([o[r.models.index(best)] for o, r in zip(oracle, records, strict=True)])
@@ -103,6 +112,11 @@ def main() -> None:
     show(f"top-1 {args.oracle}", pooled, sign="")
     show("− Longest", pooled - longest)
     show(f"− {best}", pooled - best_single)
+    if other:
+        against = picked_scores([picked for picked, _ in other], oracle).mean(axis=0)
+        print(f"against {len(args.against)} runs ({', '.join(run.name for run in args.against)}), paired:")
+        show(f"their top-1 {args.oracle}", against, sign="")
+        show("these − those", pooled - against)
 
 
 if __name__ == "__main__":
