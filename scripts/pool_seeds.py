@@ -21,6 +21,7 @@ python scripts/pool_seeds.py outputs/train_ranker/<run_a> outputs/train_ranker/<
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,21 +76,24 @@ def main() -> None:
     parser.add_argument("--against", nargs="+", type=Path, default=[], help="another recipe's run folders")
     args = parser.parse_args()
 
-    records = read_jsonl(find_split_file(args.data, args.split))
-    oracle = [oracle_scores(r, args.oracle) for r in records]
-    stem = f"{args.data.name}_{args.split}"
-    prior = None
-    if args.model_prior:
-        train = read_jsonl(find_split_file(args.data, args.train_split))
-        prior = ModelPrior(fit_priors(train, args.oracle), oracle=args.oracle)
-    runs = [run_picks(run, stem, records, args.aggregation, prior, args.folds) for run in args.runs]
-    other = [run_picks(run, stem, records, args.aggregation, prior, args.folds) for run in args.against]
-    best_models = {best for _, best in runs + other}
-    if len(best_models) != 1:
-        raise ValueError(
-            f"the runs chose different best single models on train ({sorted(best_models)}): "
-            "pool runs of one dataset and oracle"
-        )
+    try:
+        records = read_jsonl(find_split_file(args.data, args.split))
+        oracle = [oracle_scores(r, args.oracle) for r in records]
+        stem = f"{args.data.name}_{args.split}"
+        prior = None
+        if args.model_prior:
+            train = read_jsonl(find_split_file(args.data, args.train_split))
+            prior = ModelPrior(fit_priors(train, args.oracle), oracle=args.oracle)
+        runs = [run_picks(run, stem, records, args.aggregation, prior, args.folds) for run in args.runs]
+        other = [run_picks(run, stem, records, args.aggregation, prior, args.folds) for run in args.against]
+        best_models = {best for _, best in runs + other}
+        if len(best_models) != 1:
+            raise ValueError(
+                f"the runs chose different best single models on train ({sorted(best_models)}): "
+                "pool runs of one dataset and oracle"
+            )
+    except (OSError, ValueError) as error:
+        sys.exit(f"pool_seeds: {error}")
     (best,) = best_models
     per_run = picked_scores([picked for picked, _ in runs], oracle)
     pooled = per_run.mean(axis=0)

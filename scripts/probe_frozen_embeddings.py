@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -121,11 +122,6 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None, help="folder to keep the embeddings in")
     args = parser.parse_args()
 
-    model, tokenizer = build_backbone(args.backbone)
-    model.eval()
-    train = read_jsonl(find_split_file(args.data, "train"), limit=args.limit)
-    val = read_jsonl(find_split_file(args.data, "val"), limit=args.limit)
-
     def features(records):
         texts = [c.text for r in records for c in r.candidates]
         key = {"backbone": args.backbone, "max_length": args.max_length, "dtype": args.dtype}
@@ -135,12 +131,19 @@ def main() -> None:
         )
         return centred(records, emb, args.oracle)
 
-    x_train, y_train, y_train_raw = features(train)
-    x_val, _, y_val = features(val)
+    try:
+        train = read_jsonl(find_split_file(args.data, "train"), limit=args.limit)
+        val = read_jsonl(find_split_file(args.data, "val"), limit=args.limit)
+        model, tokenizer = build_backbone(args.backbone)
+        model.eval()
+        x_train, y_train, y_train_raw = features(train)
+        x_val, _, y_val = features(val)
+    except (OSError, ValueError, ImportError) as error:  # ImportError: a packaged backbone not installed
+        sys.exit(f"probe_frozen_embeddings: {error}")
     rows = np.arange(len(val))
     longest = y_val[rows, np.stack([longest_scores(r) for r in val]).argmax(1)]
     best_model = best_model_on(train, args.oracle)
-    best = y_val[rows, val[0].models.index(best_model)]
+    best = np.array([y_val[i, r.models.index(best_model)] for i, r in enumerate(val)])
     indices = bootstrap_indices(len(val))
     chosen, cv_means = cross_validated_alpha(x_train, y_train, y_train_raw, args.alphas)
     print(f"train 5-fold top-1 by alpha: {cv_means}; chosen alpha {chosen:g}")
