@@ -5,14 +5,16 @@ backbones were trained to be used); the embeddings are centred within their inst
 train learns gpt4_pref centred the same way; on val the argmax is the pick, compared with Longest and with the
 best single model (chosen on train) by the same paired bootstrap as the ranking report. No encoder weight
 moves, so this measures what the pretrained features carry about answer quality, against the fine-tuned
-rankers (docs/results/pairranker.md).
+rankers (docs/results/pairranker.md). `--head pairwise` fits the listwise ranker's loss instead of a regression:
+a logistic regression on the embedding differences of every decisive pair of an instruction (gap above
+`--min-delta`, as training's ties), at C = 1 / alpha, so the same strengths are searched.
 
 The ridge strength is chosen by 5-fold cross-validation over train's instructions (the top-1 of each held-out
 fold), so the "chosen" line never looks at val; the per-strength val lines are printed too, and picking the
 best of them on val flatters the probe.
 
 python scripts/probe_frozen_embeddings.py [--data ../shared/data/alpaca_blend_modern] [--backbone mpnet]
-    [--max-length 256] [--dtype bf16] [--cache outputs/probe]
+    [--max-length 256] [--dtype bf16] [--cache outputs/probe] [--head pairwise]
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import KFold
 from tqdm import tqdm
 
+from blender.evaluation.model_prior import ModelPrior, cross_fitted_scores, fit_priors
 from blender.evaluation.ranking import (
     best_model_on,
     bootstrap_indices,
@@ -89,20 +92,52 @@ def centred(records, emb: np.ndarray, oracle: str):
     return emb - emb.mean(1, keepdims=True), y - y.mean(1, keepdims=True), y
 
 
-def fit_predict(x_fit: np.ndarray, y_fit: np.ndarray, x_score: np.ndarray, alpha: float) -> np.ndarray:
-    """Ridge on the flattened candidates of `x_fit`; scores of `x_score` in its [R, N] shape."""
+def pairwise_probe(
+    x_fit: np.ndarray, y_fit: np.ndarray, alpha: float, min_delta: float
+) -> LogisticRegression:
+    """Logistic regression on x_i - x_j for every pair of an instruction whose targets differ by more than
+    `min_delta`, both orders (so no intercept is needed): the pairwise loss of the listwise ranker, on a
+    linear head."""
+    first, second = np.triu_indices(x_fit.shape[1], 1)
+    gaps = y_fit[:, first] - y_fit[:, second]
+    decisive = np.abs(gaps) > min_delta
+    if not decisive.any():
+        raise ValueError(f"no pair's targets differ by more than --min-delta {min_delta}: nothing to fit")
+    differences = (x_fit[:, first] - x_fit[:, second])[decisive]
+    wins = (gaps[decisive] > 0).astype(int)
+    return LogisticRegression(C=1.0 / alpha, fit_intercept=False, max_iter=2000).fit(
+        np.concatenate([differences, -differences]), np.concatenate([wins, 1 - wins])
+    )
+
+
+def fit_predict(
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
+    x_score: np.ndarray,
+    alpha: float,
+    head: str = "ridge",
+    min_delta: float = 0.1,
+) -> np.ndarray:
+    """A linear head fitted on the candidates of `x_fit`; scores of `x_score` in its [R, N] shape."""
+    flat = x_score.reshape(-1, x_score.shape[-1])
+    if head == "pairwise":
+        weights = pairwise_probe(x_fit, y_fit, alpha, min_delta).coef_[0]
+        return (flat @ weights).reshape(x_score.shape[:2])
     probe = Ridge(alpha=alpha).fit(x_fit.reshape(-1, x_fit.shape[-1]), y_fit.reshape(-1))
-    return probe.predict(x_score.reshape(-1, x_score.shape[-1])).reshape(x_score.shape[:2])
+    return probe.predict(flat).reshape(x_score.shape[:2])
 
 
-def cross_validated_alpha(x: np.ndarray, y_centred: np.ndarray, y: np.ndarray, alphas, folds: int = 5):
-    """The strength whose held-out folds' picks score best, over whole instructions; with every strength's mean."""
+def cross_validated_alpha(
+    x: np.ndarray, y_centred: np.ndarray, y: np.ndarray, alphas, folds: int = 5, **head
+):
+    """The strength whose held-out folds' picks score best, over whole instructions; with every strength's mean.
+    `head`: fit_predict's head and min_delta."""
     rows = np.arange(len(x))
     means = {}
     for alpha in alphas:
         picked = np.zeros(len(x))
         for fit, held in KFold(folds, shuffle=True, random_state=0).split(x):
-            scores = fit_predict(x[fit], y_centred[fit], x[held], alpha)
+            scores = fit_predict(x[fit], y_centred[fit], x[held], alpha, **head)
             picked[held] = y[rows[held], scores.argmax(1)]
         means[alpha] = float(picked.mean())
     return max(means, key=means.get), means
@@ -120,6 +155,13 @@ def main() -> None:
         "--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast the encoder"
     )
     parser.add_argument("--cache", type=Path, default=None, help="folder to keep the embeddings in")
+    parser.add_argument(
+        "--head",
+        choices=["ridge", "pairwise"],
+        default="ridge",
+        help="pairwise: logistic over decisive pairs",
+    )
+    parser.add_argument("--min-delta", type=float, default=0.1, help="pairwise: a gap at or below is a tie")
     args = parser.parse_args()
 
     def features(records):
@@ -145,10 +187,11 @@ def main() -> None:
     best_model = best_model_on(train, args.oracle)
     best = np.array([y_val[i, r.models.index(best_model)] for i, r in enumerate(val)])
     indices = bootstrap_indices(len(val))
-    chosen, cv_means = cross_validated_alpha(x_train, y_train, y_train_raw, args.alphas)
+    head = {"head": args.head, "min_delta": args.min_delta}
+    chosen, cv_means = cross_validated_alpha(x_train, y_train, y_train_raw, args.alphas, **head)
     print(f"train 5-fold top-1 by alpha: {cv_means}; chosen alpha {chosen:g}")
     for alpha in args.alphas:
-        scores = fit_predict(x_train, y_train, x_val, alpha)
+        scores = fit_predict(x_train, y_train, x_val, alpha, **head)
         picked = y_val[rows, scores.argmax(1)]
         low, high = interval(picked - longest, indices)
         best_low, best_high = interval(picked - best, indices)
@@ -159,6 +202,17 @@ def main() -> None:
             f"− {best_model} {(picked - best).mean():+.3f} [{best_low:+.3f}, {best_high:+.3f}]; "
             f"picks {dict(zip(val[0].models, counts.tolist(), strict=True))}"
         )
+        if alpha == chosen:
+            chosen_scores = scores
+    # The chosen probe with the model prior, its weight cross-fitted over val's two folds as the report's row.
+    prior = ModelPrior(fit_priors(train, args.oracle), oracle=args.oracle)
+    combined, weights = cross_fitted_scores(prior, list(chosen_scores), val, args.oracle)
+    picked = y_val[rows, np.stack(combined).argmax(1)]
+    best_low, best_high = interval(picked - best, indices)
+    print(
+        f"chosen alpha {chosen:g} + model prior (weights {weights}): top-1 {args.oracle} {picked.mean():.3f}, "
+        f"− {best_model} {(picked - best).mean():+.3f} [{best_low:+.3f}, {best_high:+.3f}]"
+    )
 
 
 if __name__ == "__main__":

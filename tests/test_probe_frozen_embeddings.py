@@ -4,6 +4,7 @@ and the embeddings are computed once per setting and read back after."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.conftest import load_script
 
@@ -22,6 +23,21 @@ def test_the_strength_is_scored_on_held_out_instructions_not_on_what_it_was_fit_
     chosen, means = probe.cross_validated_alpha(x_centred, y_centred, y, [1e-6, 1.0])
     assert means[1e-6] < y.max(1).mean() - 0.5  # held out, noise picks near chance (mean 0), far below best
     assert chosen == max(means, key=means.get)
+
+
+def test_the_pairwise_head_learns_the_direction_that_orders_the_candidates_and_skips_ties():
+    probe = load_script("probe_frozen_embeddings")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(80, 5, 6))
+    direction = np.array([1.0, -2.0, 0.0, 0.5, 0.0, 0.0])
+    y = x @ direction
+    weights = probe.pairwise_probe(x, y, alpha=0.01, min_delta=0.1).coef_[0]
+    cosine = weights @ direction / np.linalg.norm(weights) / np.linalg.norm(direction)
+    assert cosine > 0.99
+    scores = probe.fit_predict(x, y, x, 0.01, head="pairwise")
+    assert (scores.argmax(1) == y.argmax(1)).all()
+    with pytest.raises(ValueError, match="min-delta 100"):
+        probe.pairwise_probe(x, y, alpha=1.0, min_delta=100.0)  # every gap is a tie: no pair to learn from
 
 
 def test_embeddings_are_computed_once_per_setting_and_reused(tmp_path):
