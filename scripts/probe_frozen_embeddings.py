@@ -163,6 +163,10 @@ def main() -> None:
     )
     parser.add_argument("--min-delta", type=float, default=0.1, help="pairwise: a gap at or below is a tie")
     args = parser.parse_args()
+    if min(args.alphas) <= 0:
+        parser.error(
+            f"--alphas must be positive (the ridge strength, or 1/C of the pairwise head): {args.alphas}"
+        )
 
     def features(records):
         texts = [c.text for r in records for c in r.candidates]
@@ -188,7 +192,10 @@ def main() -> None:
     best = np.array([y_val[i, r.models.index(best_model)] for i, r in enumerate(val)])
     indices = bootstrap_indices(len(val))
     head = {"head": args.head, "min_delta": args.min_delta}
-    chosen, cv_means = cross_validated_alpha(x_train, y_train, y_train_raw, args.alphas, **head)
+    try:
+        chosen, cv_means = cross_validated_alpha(x_train, y_train, y_train_raw, args.alphas, **head)
+    except ValueError as error:  # e.g. --min-delta above every gap: no pair to fit
+        sys.exit(f"probe_frozen_embeddings: {error}")
     print(f"train 5-fold top-1 by alpha: {cv_means}; chosen alpha {chosen:g}")
     for alpha in args.alphas:
         scores = fit_predict(x_train, y_train, x_val, alpha, **head)
