@@ -197,16 +197,18 @@ def main() -> None:
     except ValueError as error:  # e.g. --min-delta above every gap: no pair to fit
         sys.exit(f"probe_frozen_embeddings: {error}")
     print(f"train 5-fold top-1 by alpha: {cv_means}; chosen alpha {chosen:g}")
+
+    def against(picked: np.ndarray, baseline: np.ndarray, name: str) -> str:
+        low, high = interval(picked - baseline, indices)
+        return f"− {name} {(picked - baseline).mean():+.3f} [{low:+.3f}, {high:+.3f}]"
+
     for alpha in args.alphas:
         scores = fit_predict(x_train, y_train, x_val, alpha, **head)
         picked = y_val[rows, scores.argmax(1)]
-        low, high = interval(picked - longest, indices)
-        best_low, best_high = interval(picked - best, indices)
         counts = np.bincount(scores.argmax(1), minlength=len(val[0].models))
         print(
             f"{'chosen ' if alpha == chosen else ''}alpha {alpha:g}: top-1 {args.oracle} {picked.mean():.3f}, "
-            f"− Longest {(picked - longest).mean():+.3f} [{low:+.3f}, {high:+.3f}], "
-            f"− {best_model} {(picked - best).mean():+.3f} [{best_low:+.3f}, {best_high:+.3f}]; "
+            f"{against(picked, longest, 'Longest')}, {against(picked, best, best_model)}; "
             f"picks {dict(zip(val[0].models, counts.tolist(), strict=True))}"
         )
         if alpha == chosen:
@@ -215,10 +217,9 @@ def main() -> None:
     prior = ModelPrior(fit_priors(train, args.oracle), oracle=args.oracle)
     combined, weights = cross_fitted_scores(prior, list(chosen_scores), val, args.oracle)
     picked = y_val[rows, np.stack(combined).argmax(1)]
-    best_low, best_high = interval(picked - best, indices)
     print(
         f"chosen alpha {chosen:g} + model prior (weights {weights}): top-1 {args.oracle} {picked.mean():.3f}, "
-        f"− {best_model} {(picked - best).mean():+.3f} [{best_low:+.3f}, {best_high:+.3f}]"
+        f"{against(picked, best, best_model)}"
     )
 
 
