@@ -12,7 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from blender.packaged_models import resolve_name_or_path
 
@@ -28,11 +35,16 @@ class BackboneSettings:
             id or a local folder with weights.
         config: instead of weights, a config dict (with `model_type`) for a random encoder (tests, smoke runs).
         tokenizer: tokenizer name or folder; defaults to `name_or_path`.
+        attention_dropout: dropout on the attention probabilities while training; None keeps the checkpoint's
+            (0.1 in MiniLM and mpnet). 0 lets PyTorch run its fused attention in training too: a dropout above
+            0 sends every training step to the unfused path, which on a CPU costs most of the step at long
+            windows (docs/results/pairranker.md).
     """
 
     name_or_path: str | None = "minilm"
     config: dict[str, Any] | None = None
     tokenizer: str | None = None
+    attention_dropout: float | None = None
 
 
 class BackboneLoadError(OSError):
@@ -56,10 +68,25 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
         raise _load_error("tokenizer", resolved, error) from error
 
 
+def _set_attention_dropout(config: PretrainedConfig, attention_dropout: float | None) -> PretrainedConfig:
+    if attention_dropout is None:
+        return config
+    if not hasattr(config, "attention_probs_dropout_prob"):
+        raise ValueError(
+            f"backbone.attention_dropout={attention_dropout}: a {config.model_type} encoder has no "
+            "attention_probs_dropout_prob to set; leave it null"
+        )
+    if not 0 <= attention_dropout < 1:
+        raise ValueError(f"backbone.attention_dropout={attention_dropout}: give a probability in [0, 1)")
+    config.attention_probs_dropout_prob = attention_dropout
+    return config
+
+
 def build_backbone(
     name_or_path: str | None = None,
     config: dict[str, Any] | None = None,
     tokenizer: str | None = None,
+    attention_dropout: float | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Build the encoder and its tokenizer.
 
@@ -68,6 +95,7 @@ def build_backbone(
         config: instead of weights, a config dict (with `model_type`) for a randomly initialised encoder;
             its `vocab_size` defaults to the tokenizer's size.
         tokenizer: tokenizer name or folder; defaults to `name_or_path`.
+        attention_dropout: the encoder's attention-probability dropout; None keeps its config's.
     Returns:
         (encoder, tokenizer).
     """
@@ -83,12 +111,14 @@ def build_backbone(
         settings = dict(config)
         model_type = settings.pop("model_type")
         settings.setdefault("vocab_size", len(loaded_tokenizer))
-        model = AutoModel.from_config(AutoConfig.for_model(model_type, **settings))
+        model_config = _set_attention_dropout(AutoConfig.for_model(model_type, **settings), attention_dropout)
+        model = AutoModel.from_config(model_config)
         log.info("built a random %s encoder with %.1fM parameters", model_type, model.num_parameters() / 1e6)
         return model, loaded_tokenizer
     resolved = resolve_name_or_path(name_or_path)
     try:
-        model = AutoModel.from_pretrained(resolved)
+        model_config = _set_attention_dropout(AutoConfig.from_pretrained(resolved), attention_dropout)
+        model = AutoModel.from_pretrained(resolved, config=model_config)
     except (OSError, ValueError) as error:
         raise _load_error("backbone", resolved, error) from error
     return model, loaded_tokenizer
@@ -101,7 +131,9 @@ def encoder_ranker_builder(
     **the ranker config's model settings)`, the encoder and tokenizer built from the backbone settings."""
 
     def build(settings: dict[str, Any], backbone: BackboneSettings, task_names: list[str]) -> Any:
-        encoder, tokenizer = build_backbone(backbone.name_or_path, backbone.config, backbone.tokenizer)
+        encoder, tokenizer = build_backbone(
+            backbone.name_or_path, backbone.config, backbone.tokenizer, backbone.attention_dropout
+        )
         return ranker_class(encoder, tokenizer, task_names=task_names, **settings)
 
     return build
