@@ -1,0 +1,69 @@
+"""backbone.attention_dropout reaches the encoder's config, from a config dict and from saved weights, and a value
+the encoder cannot take ends in one error naming the option."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import BertConfig, BertModel
+
+from blender.rankers.backbone import BackboneSettings, build_backbone, encoder_ranker_builder
+from blender.rankers.listwise import ListwiseRanker
+from tests.conftest import make_tiny_tokenizer
+
+TINY_BERT = {
+    "model_type": "bert",
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+}
+
+
+@pytest.fixture
+def tokenizer_dir(tmp_path):
+    make_tiny_tokenizer().save_pretrained(tmp_path / "tokenizer")
+    return str(tmp_path / "tokenizer")
+
+
+def test_attention_dropout_is_set_on_a_random_encoder(tokenizer_dir):
+    kept, _ = build_backbone(config=TINY_BERT, tokenizer=tokenizer_dir)
+    zeroed, _ = build_backbone(config=TINY_BERT, tokenizer=tokenizer_dir, attention_dropout=0.0)
+    assert kept.config.attention_probs_dropout_prob == 0.1  # BERT's own default, untouched
+    assert zeroed.config.attention_probs_dropout_prob == 0.0
+    assert zeroed.config.hidden_dropout_prob == 0.1  # only the attention dropout changes
+
+
+def test_attention_dropout_is_set_on_saved_weights(tmp_path, tokenizer_dir):
+    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, attention_probs_dropout_prob=0.2)  # fmt: skip
+    BertModel(config).save_pretrained(tmp_path / "weights")
+    kept, _ = build_backbone(str(tmp_path / "weights"), tokenizer=tokenizer_dir)
+    zeroed, _ = build_backbone(str(tmp_path / "weights"), tokenizer=tokenizer_dir, attention_dropout=0.0)
+    assert kept.config.attention_probs_dropout_prob == 0.2
+    assert zeroed.config.attention_probs_dropout_prob == 0.0
+
+
+def test_a_ranker_built_from_settings_gets_the_dropout(tokenizer_dir):
+    build = encoder_ranker_builder(ListwiseRanker)
+    backbone = BackboneSettings(
+        name_or_path=None, config=TINY_BERT, tokenizer=tokenizer_dir, attention_dropout=0.0
+    )
+    ranker = build({"source_max_length": 12, "candidate_max_length": 10}, backbone, ["q"])
+    assert ranker.backbone.config.attention_probs_dropout_prob == 0.0
+
+
+@pytest.mark.parametrize(
+    ("config", "value", "message"),
+    [
+        (TINY_BERT, 1.0, r"backbone.attention_dropout=1.0: give a probability in \[0, 1\)"),
+        (TINY_BERT, -0.1, r"backbone.attention_dropout=-0.1: give a probability"),
+        (
+            {"model_type": "distilbert", "dim": 16, "n_layers": 1, "n_heads": 2, "hidden_dim": 32},
+            0.0,
+            "a distilbert encoder has no attention_probs_dropout_prob to set",
+        ),
+    ],
+)
+def test_a_dropout_the_encoder_cannot_take_is_one_error(tokenizer_dir, config, value, message):
+    with pytest.raises(ValueError, match=message):
+        build_backbone(config=config, tokenizer=tokenizer_dir, attention_dropout=value)
