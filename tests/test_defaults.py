@@ -89,7 +89,13 @@ CASES = {
     "logger/none.yaml": (LoggerSettings, lambda: node("train_ranker", "logger")),
     "ranker/pairranker.yaml": (
         PairRanker,
-        lambda: without(node("train_ranker", "ranker", "ranker=pairranker"), "kind", "sampling", "init_from"),
+        lambda: without(
+            node("train_ranker", "ranker", "ranker=pairranker"),
+            "kind",
+            "sampling",
+            "init_from",
+            "attention_dropout",
+        ),
     ),
     "ranker/pairranker.yaml: sampling": (
         PairSampling,
@@ -98,7 +104,11 @@ CASES = {
     "ranker/summareranker.yaml": (
         SummaReranker,
         lambda: without(
-            node("train_ranker", "ranker", "ranker=summareranker"), "kind", "sampling", "init_from"
+            node("train_ranker", "ranker", "ranker=summareranker"),
+            "kind",
+            "sampling",
+            "init_from",
+            "attention_dropout",
         ),
     ),
     "ranker/summareranker.yaml: sampling": (
@@ -107,7 +117,13 @@ CASES = {
     ),
     "ranker/listwise.yaml": (
         ListwiseRanker,
-        lambda: without(node("train_ranker", "ranker", "ranker=listwise"), "kind", "sampling", "init_from"),
+        lambda: without(
+            node("train_ranker", "ranker", "ranker=listwise"),
+            "kind",
+            "sampling",
+            "init_from",
+            "attention_dropout",
+        ),
     ),
     "ranker/listwise.yaml: sampling": (
         ListwiseSampling,
@@ -115,7 +131,13 @@ CASES = {
     ),
     "ranker/simcls.yaml": (
         SimCLS,
-        lambda: without(node("train_ranker", "ranker", "ranker=simcls"), "kind", "sampling", "init_from"),
+        lambda: without(
+            node("train_ranker", "ranker", "ranker=simcls"),
+            "kind",
+            "sampling",
+            "init_from",
+            "attention_dropout",
+        ),
     ),
     "ranker/simcls.yaml: sampling": (
         SimCLSSampling,

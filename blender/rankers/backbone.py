@@ -35,16 +35,11 @@ class BackboneSettings:
             id or a local folder with weights.
         config: instead of weights, a config dict (with `model_type`) for a random encoder (tests, smoke runs).
         tokenizer: tokenizer name or folder; defaults to `name_or_path`.
-        attention_dropout: dropout on the attention probabilities while training; None keeps the checkpoint's
-            (0.1 in MiniLM and mpnet). 0 lets PyTorch run its fused attention in training too: a dropout above
-            0 sends every training step to the unfused path, which on a CPU costs most of the step at long
-            windows (docs/results/pairranker.md).
     """
 
     name_or_path: str | None = "minilm"
     config: dict[str, Any] | None = None
     tokenizer: str | None = None
-    attention_dropout: float | None = None
 
 
 class BackboneLoadError(OSError):
@@ -73,11 +68,11 @@ def _set_attention_dropout(config: PretrainedConfig, attention_dropout: float | 
         return config
     if not hasattr(config, "attention_probs_dropout_prob"):
         raise ValueError(
-            f"backbone.attention_dropout={attention_dropout}: a {config.model_type} encoder has no "
+            f"ranker.attention_dropout={attention_dropout}: a {config.model_type} encoder has no "
             "attention_probs_dropout_prob to set; leave it null"
         )
     if not 0 <= attention_dropout < 1:
-        raise ValueError(f"backbone.attention_dropout={attention_dropout}: give a probability in [0, 1)")
+        raise ValueError(f"ranker.attention_dropout={attention_dropout}: give a probability in [0, 1)")
     config.attention_probs_dropout_prob = attention_dropout
     return config
 
@@ -95,7 +90,9 @@ def build_backbone(
         config: instead of weights, a config dict (with `model_type`) for a randomly initialised encoder;
             its `vocab_size` defaults to the tokenizer's size.
         tokenizer: tokenizer name or folder; defaults to `name_or_path`.
-        attention_dropout: the encoder's attention-probability dropout; None keeps its config's.
+        attention_dropout: dropout on the attention probabilities while training; None keeps the config's (0.1
+            in MiniLM and mpnet). At 0 PyTorch runs its fused attention in training too; any dropout sends a
+            training step to the unfused path, which on a CPU is most of the step at long windows.
     Returns:
         (encoder, tokenizer).
     """
@@ -128,12 +125,15 @@ def encoder_ranker_builder(
     ranker_class: type,
 ) -> Callable[[dict[str, Any], BackboneSettings, list[str]], Any]:
     """A `RankerKind.build` for a ranker that wraps an encoder: `ranker_class(encoder, tokenizer, task_names=...,
-    **the ranker config's model settings)`, the encoder and tokenizer built from the backbone settings."""
+    **the ranker config's model settings)`, the encoder and tokenizer built from the backbone settings and the
+    ranker config's `attention_dropout` (how the encoder is built, not a setting of the ranker class)."""
 
     def build(settings: dict[str, Any], backbone: BackboneSettings, task_names: list[str]) -> Any:
+        model_settings = dict(settings)
+        attention_dropout = model_settings.pop("attention_dropout", None)
         encoder, tokenizer = build_backbone(
-            backbone.name_or_path, backbone.config, backbone.tokenizer, backbone.attention_dropout
+            backbone.name_or_path, backbone.config, backbone.tokenizer, attention_dropout
         )
-        return ranker_class(encoder, tokenizer, task_names=task_names, **settings)
+        return ranker_class(encoder, tokenizer, task_names=task_names, **model_settings)
 
     return build

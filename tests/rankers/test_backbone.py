@@ -1,5 +1,5 @@
-"""backbone.attention_dropout reaches the encoder's config, from a config dict and from saved weights, and a value
-the encoder cannot take ends in one error naming the option."""
+"""ranker.attention_dropout reaches the encoder's config, from a config dict, from saved weights and through a ranker's
+builder, and a value the encoder cannot take ends in one error naming the option."""
 
 from __future__ import annotations
 
@@ -45,18 +45,20 @@ def test_attention_dropout_is_set_on_saved_weights(tmp_path, tokenizer_dir):
 
 def test_a_ranker_built_from_settings_gets_the_dropout(tokenizer_dir):
     build = encoder_ranker_builder(ListwiseRanker)
-    backbone = BackboneSettings(
-        name_or_path=None, config=TINY_BERT, tokenizer=tokenizer_dir, attention_dropout=0.0
-    )
-    ranker = build({"source_max_length": 12, "candidate_max_length": 10}, backbone, ["q"])
+    backbone = BackboneSettings(name_or_path=None, config=TINY_BERT, tokenizer=tokenizer_dir)
+    settings = {"source_max_length": 12, "candidate_max_length": 10, "attention_dropout": 0.0}
+    ranker = build(settings, backbone, ["q"])
     assert ranker.backbone.config.attention_probs_dropout_prob == 0.0
+    assert "attention_dropout" in settings  # the caller's settings are left as they were
+    kept = build({**settings, "attention_dropout": None}, backbone, ["q"])
+    assert kept.backbone.config.attention_probs_dropout_prob == 0.1
 
 
 @pytest.mark.parametrize(
     ("config", "value", "message"),
     [
-        (TINY_BERT, 1.0, r"backbone.attention_dropout=1.0: give a probability in \[0, 1\)"),
-        (TINY_BERT, -0.1, r"backbone.attention_dropout=-0.1: give a probability"),
+        (TINY_BERT, 1.0, r"ranker.attention_dropout=1.0: give a probability in \[0, 1\)"),
+        (TINY_BERT, -0.1, r"ranker.attention_dropout=-0.1: give a probability"),
         (
             {"model_type": "distilbert", "dim": 16, "n_layers": 1, "n_heads": 2, "hidden_dim": 32},
             0.0,
