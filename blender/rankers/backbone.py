@@ -71,6 +71,8 @@ def _set_attention_dropout(config: PretrainedConfig, attention_dropout: float | 
             f"ranker.attention_dropout={attention_dropout}: a {config.model_type} encoder has no "
             "attention_probs_dropout_prob to set; leave it null"
         )
+    if isinstance(attention_dropout, bool) or not isinstance(attention_dropout, int | float):
+        raise ValueError(f"ranker.attention_dropout={attention_dropout!r}: give a probability in [0, 1) or null")
     if not 0 <= attention_dropout < 1:
         raise ValueError(f"ranker.attention_dropout={attention_dropout}: give a probability in [0, 1)")
     config.attention_probs_dropout_prob = attention_dropout

@@ -59,6 +59,7 @@ def test_a_ranker_built_from_settings_gets_the_dropout(tokenizer_dir):
     [
         (TINY_BERT, 1.0, r"ranker.attention_dropout=1.0: give a probability in \[0, 1\)"),
         (TINY_BERT, -0.1, r"ranker.attention_dropout=-0.1: give a probability"),
+        (TINY_BERT, "abc", r"ranker.attention_dropout='abc': give a probability in \[0, 1\) or null"),
         (
             {"model_type": "distilbert", "dim": 16, "n_layers": 1, "n_heads": 2, "hidden_dim": 32},
             0.0,
