@@ -59,7 +59,7 @@ class ListwiseRanker(nn.Module):
         task_names: Sequence[str] = ("quality",),
         dropout: float = 0.05,
         source_max_length: int = 64,
-        candidate_max_length: int = 224,
+        candidate_max_length: int = 448,
         truncation: str = "head",
         length_hint: bool = False,
         pooling: str = "mean",
