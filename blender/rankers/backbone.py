@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from blender.packaged_models import resolve_name_or_path
+from blender.settings import SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +64,25 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
         raise _load_error("tokenizer", resolved, error) from error
 
 
+def _check_attention_dropout(attention_dropout: float | None) -> None:
+    if attention_dropout is None:
+        return
+    if isinstance(attention_dropout, bool) or not isinstance(attention_dropout, int | float):
+        raise SettingsError(
+            f"ranker.attention_dropout={attention_dropout!r}: give a probability in [0, 1) or null"
+        )
+    if not 0 <= attention_dropout < 1:
+        raise SettingsError(f"ranker.attention_dropout={attention_dropout}: give a probability in [0, 1)")
+
+
 def _set_attention_dropout(config: PretrainedConfig, attention_dropout: float | None) -> PretrainedConfig:
     if attention_dropout is None:
         return config
     if not hasattr(config, "attention_probs_dropout_prob"):
-        raise ValueError(
+        raise SettingsError(
             f"ranker.attention_dropout={attention_dropout}: a {config.model_type} encoder has no "
             "attention_probs_dropout_prob to set; leave it null"
         )
-    if isinstance(attention_dropout, bool) or not isinstance(attention_dropout, int | float):
-        raise ValueError(f"ranker.attention_dropout={attention_dropout!r}: give a probability in [0, 1) or null")
-    if not 0 <= attention_dropout < 1:
-        raise ValueError(f"ranker.attention_dropout={attention_dropout}: give a probability in [0, 1)")
     config.attention_probs_dropout_prob = attention_dropout
     return config
 
@@ -102,6 +110,7 @@ def build_backbone(
         raise ValueError(
             "give the backbone either name_or_path (pretrained) or config (random init), not both"
         )
+    _check_attention_dropout(attention_dropout)
     tokenizer_name = tokenizer or name_or_path
     if tokenizer_name is None:
         raise ValueError("a backbone built from a config needs backbone.tokenizer (a name or folder)")
@@ -116,7 +125,11 @@ def build_backbone(
         return model, loaded_tokenizer
     resolved = resolve_name_or_path(name_or_path)
     try:
-        model_config = _set_attention_dropout(AutoConfig.from_pretrained(resolved), attention_dropout)
+        model_config = AutoConfig.from_pretrained(resolved)
+    except (OSError, ValueError) as error:
+        raise _load_error("backbone", resolved, error) from error
+    model_config = _set_attention_dropout(model_config, attention_dropout)  # outside: not a loading error
+    try:
         model = AutoModel.from_pretrained(resolved, config=model_config)
     except (OSError, ValueError) as error:
         raise _load_error("backbone", resolved, error) from error

@@ -70,3 +70,12 @@ def test_a_ranker_built_from_settings_gets_the_dropout(tokenizer_dir):
 def test_a_dropout_the_encoder_cannot_take_is_one_error(tokenizer_dir, config, value, message):
     with pytest.raises(ValueError, match=message):
         build_backbone(config=config, tokenizer=tokenizer_dir, attention_dropout=value)
+
+
+def test_a_bad_dropout_on_saved_weights_is_not_called_a_loading_error(tmp_path, tokenizer_dir):
+    config = BertConfig(
+        vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    BertModel(config).save_pretrained(tmp_path / "weights")
+    with pytest.raises(ValueError, match=r"^ranker.attention_dropout=2.0: give a probability in \[0, 1\)$"):
+        build_backbone(str(tmp_path / "weights"), tokenizer=tokenizer_dir, attention_dropout=2.0)
