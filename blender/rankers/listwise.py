@@ -136,7 +136,8 @@ class ListwiseSampling:
     Attributes:
         loss: "pairwise" (logistic loss over all C(N, 2) pairs, PairRanker's on every pair at once) or "listnet"
             (softmax cross-entropy against softmax(signal / temperature)).
-        weighting: for "pairwise": "uniform" (each decisive pair alike) or "delta" (weighed by its signal gap).
+        weighting: for "pairwise": "uniform" (each decisive pair alike), "delta" (weighed by its signal gap) or
+            "lambda" (LambdaRank's |ΔDCG| under the current scores: pairs at the top of the ranking count most).
         temperature: for "listnet", in signal units.
         signal_transform: as PairRanker's (see `signal_matrix`); one name or {signal: name}.
         min_delta: for "pairwise", signal gaps at or below this are ties (no loss); one or {signal: threshold}.

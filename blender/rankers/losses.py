@@ -128,20 +128,25 @@ def all_pairs_logistic_loss(
     For each instruction, task t and pair (i, j) with signal_i − signal_j > min_delta_t (i the better one; each
     unordered pair once, ties within min_delta left out), the term is softplus(−(s_i − s_j)) = −log σ(s_i − s_j).
     "uniform" averages the terms; "delta" weighs each by its signal gap signal_i − signal_j (a clear win counts
-    more than a narrow one), a weighted mean.
+    more than a narrow one), a weighted mean. "lambda" weighs each by LambdaRank's |ΔDCG| (Burges 2010, with the
+    signal as linear gains): its gap times |1/log2(2 + r_i) − 1/log2(2 + r_j)|, r the 0-based ranks of the
+    model's current (detached) scores, so pairs that would move the top of the ranking count most, as the top-1
+    metric does; a weighted mean.
 
     Args:
         scores: [batch, n, n_tasks] the model's score of each candidate.
         signal: [batch, n, n_tasks] training signal, higher is better.
         min_delta: per task ([n_tasks]) or one for all: gaps at or below this are ties.
-        weighting: "uniform" or "delta".
+        weighting: "uniform", "delta" or "lambda".
     Returns:
         Scalar loss (0 with a zero gradient when no pair is decisive).
 
     Example: one instruction, one task, scores [2, 0, 1], signal [0.9, 0.5, 0.45], min_delta 0.1. Decisive
     pairs (0, 1) gap 0.4, margin 2 and (0, 2) gap 0.45, margin 1; (1, 2) is a tie. Uniform:
     (softplus(−2) + softplus(−1)) / 2 = (0.126928 + 0.313262) / 2 = 0.220095. Delta:
-    (0.4 · 0.126928 + 0.45 · 0.313262) / 0.85 = 0.225573.
+    (0.4 · 0.126928 + 0.45 · 0.313262) / 0.85 = 0.225573. Lambda: the scores rank candidates 0, 2, 1 first to
+    last (discounts 1, 1/log2 3 = 0.630930, 1/log2 4 = 0.5 by rank), so (0, 1) weighs 0.4 · (1 − 0.5) = 0.2 and
+    (0, 2) 0.45 · (1 − 0.630930) = 0.166082: (0.2 · 0.126928 + 0.166082 · 0.313262) / 0.366082 = 0.211463.
     """
     if weighting not in ALL_PAIRS_WEIGHTINGS:
         raise ValueError(f"weighting={weighting!r}; choose one of {list(ALL_PAIRS_WEIGHTINGS)}")
@@ -155,11 +160,17 @@ def all_pairs_logistic_loss(
     terms = F.softplus(-margins[decisive])
     if weighting == "uniform":
         return terms.mean()
-    weights = gaps[decisive].to(terms.dtype)
+    weights = gaps
+    if weighting == "lambda":
+        # Rank of each candidate under the current scores, per instruction and task (0 = the pick).
+        ranks = scores.detach().argsort(dim=1, descending=True).argsort(dim=1).to(gaps.dtype)
+        discounts = 1.0 / torch.log2(ranks + 2.0)
+        weights = gaps * (discounts.unsqueeze(2) - discounts.unsqueeze(1)).abs()
+    weights = weights[decisive].to(terms.dtype)
     return (weights * terms).sum() / weights.sum()
 
 
-ALL_PAIRS_WEIGHTINGS = ("uniform", "delta")
+ALL_PAIRS_WEIGHTINGS = ("uniform", "delta", "lambda")
 
 
 def listnet_loss(scores: Tensor, signal: Tensor, temperature: float = 0.1) -> Tensor:

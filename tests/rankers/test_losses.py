@@ -83,10 +83,27 @@ def test_all_pairs_logistic_loss_hand_worked_example():
     assert uniform.item() == pytest.approx((0.126928 + 0.313262) / 2, abs=1e-6)
     delta = all_pairs_logistic_loss(scores, signal, torch.tensor([0.1]), "delta")
     assert delta.item() == pytest.approx((0.4 * 0.126928 + 0.45 * 0.313262) / 0.85, abs=1e-6)
+    lambda_ = all_pairs_logistic_loss(scores, signal, 0.1, "lambda")
+    assert lambda_.item() == pytest.approx(0.211463, abs=1e-6)
     # Order does not matter: the same candidates shuffled give the same loss.
     order = torch.tensor([2, 0, 1])
     assert all_pairs_logistic_loss(scores[:, order], signal[:, order], 0.1).item() == pytest.approx(
         uniform.item()
+    )
+
+
+def test_lambda_weighting_ranks_within_each_instruction():
+    # Two instructions in one batch. In the second, every score is 10 higher: ranked across the batch it would
+    # take the first three places and weigh differently; ranked within itself it weighs as the first.
+    scores = torch.tensor([[[2.0], [0.0], [1.0]], [[12.0], [10.0], [11.0]]])
+    signal = torch.tensor([[[0.9], [0.5], [0.45]]]).repeat(2, 1, 1)
+    assert all_pairs_logistic_loss(scores, signal, 0.1, "lambda").item() == pytest.approx(0.211463, abs=1e-6)
+    # Swapping which of the tied pair ranks second moves the weights: (0, 1) now spans ranks 0 and 1.
+    swapped = torch.tensor([[[2.0], [1.0], [0.0]]])
+    w01, w02 = 0.4 * (1 - 0.630930), 0.45 * (1 - 0.5)
+    expected = (w01 * 0.313262 + w02 * 0.126928) / (w01 + w02)
+    assert all_pairs_logistic_loss(swapped, signal[:1], 0.1, "lambda").item() == pytest.approx(
+        expected, abs=1e-6
     )
 
 
