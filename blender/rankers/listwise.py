@@ -13,8 +13,8 @@ candidates); inference is N passes per instruction.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -24,13 +24,20 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from blender.rankers.backbone import encoder_ranker_builder
 from blender.rankers.checkpoint import load_weights, read_checkpoint, write_checkpoint
 from blender.rankers.encoding import EncodedTexts, PairEncoder
-from blender.rankers.losses import ALL_PAIRS_WEIGHTINGS, all_pairs_logistic_loss, listnet_loss
+from blender.rankers.losses import (
+    ALL_PAIRS_WEIGHTINGS,
+    all_pairs_logistic_loss,
+    bradley_terry_loss,
+    listnet_loss,
+)
 from blender.rankers.pairranker import POOLINGS, prepare_backbone
 from blender.rankers.registry import RankerKind, TrainingPlan
 from blender.rankers.summareranker import SummaReranker
-from blender.records import Record, per_signal, signal_matrix
+from blender.records import Candidate, Record, RecordError, per_signal, signal_matrix
 
-LISTWISE_LOSSES = ("pairwise", "listnet")
+LISTWISE_LOSSES = ("pairwise", "bradley_terry", "listnet")
+# The model name the reference answer trains under when `reference_signal` adds it as a candidate.
+REFERENCE_MODEL = "<reference>"
 
 
 class ListwiseRanker(nn.Module):
@@ -134,16 +141,23 @@ class ListwiseSampling:
     """How the listwise ranker trains (`ranker.sampling` in conf/ranker/listwise.yaml).
 
     Attributes:
-        loss: "pairwise" (logistic loss over all C(N, 2) pairs, PairRanker's on every pair at once) or "listnet"
-            (softmax cross-entropy against softmax(signal / temperature)).
+        loss: "pairwise" (logistic loss over all C(N, 2) pairs, PairRanker's on every pair at once),
+            "bradley_terry" (every pair's BCE against the soft target σ(Δ signal / temperature); no ties) or
+            "listnet" (softmax cross-entropy against softmax(signal / temperature)).
         weighting: for "pairwise": "uniform" (each decisive pair alike), "delta" (weighed by its signal gap) or
             "lambda" (LambdaRank's |ΔDCG| under the current scores: pairs at the top of the ranking count most).
-        temperature: for "listnet", in signal units.
+        temperature: for "listnet" and "bradley_terry", in signal units (bradley_terry with the logit transform:
+            1 is the judge's own scale).
         signal_transform: as PairRanker's (see `signal_matrix`); one name or {signal: name}.
         min_delta: for "pairwise", signal gaps at or below this are ties (no loss); one or {signal: threshold}.
         candidates_per_instruction: train on this many of each instruction's candidates, drawn anew each epoch
             (C(k, 2) pairs for k passes); null: all of them. A CPU budget knob: 6 of 11 halves the encoder cost
             and keeps 15 of the 55 pairs.
+        reference_signal: train on each instruction's reference answer (`output`) as one more candidate, with
+            this signal (its raw score, before `signal_transform`; one, or {signal: value}); null: not. For
+            gpt4_pref, 0.5: each candidate's gpt4_pref is the judge's P(it beats the reference), so the reference
+            is on par with itself and its pairs with the candidates are the judge's own comparisons, not ones
+            derived from two scores. Training only: nothing at inference reads the reference.
     """
 
     loss: str = "pairwise"
@@ -152,6 +166,7 @@ class ListwiseSampling:
     signal_transform: str | dict[str, str] = "none"
     min_delta: float | dict[str, float] = 0.1
     candidates_per_instruction: int | None = None
+    reference_signal: float | dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.candidates_per_instruction is not None and self.candidates_per_instruction < 2:
@@ -169,6 +184,17 @@ class ListwiseSampling:
             )
         if not self.temperature > 0:
             raise ValueError(f"ranker.sampling.temperature={self.temperature!r}; it must be above 0")
+        values = (
+            self.reference_signal.values()
+            if isinstance(self.reference_signal, Mapping)
+            else [self.reference_signal]
+        )
+        for value in values:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ValueError(
+                    f"ranker.sampling.reference_signal={self.reference_signal!r}; give a number (the reference "
+                    "answer's score, e.g. 0.5 for gpt4_pref), a {signal: number} mapping, or null"
+                )
 
 
 class ListwiseBatches(Sequence):
@@ -184,6 +210,7 @@ class ListwiseBatches(Sequence):
         per_batch: int,
         seed: int,
         per_instruction: int | None = None,
+        last_is_reference: bool = False,
     ):
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(encoded))
@@ -199,6 +226,7 @@ class ListwiseBatches(Sequence):
         batches = [g[k : k + per_batch] for g in by_count.values() for k in range(0, len(g), per_batch)]
         self.batches = [batches[k] for k in np.random.default_rng(seed + 1).permutation(len(batches))]
         self.ranker, self.encoded, self.signals = ranker, encoded, signals
+        self.last_is_reference = last_is_reference
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -209,6 +237,13 @@ class ListwiseBatches(Sequence):
         batch = self.ranker.encoder.pad(sequences)
         signal = np.stack([self.signals[e][self.chosen[e]] for e in rows])
         batch["signal"] = torch.tensor(signal, dtype=torch.float32)
+        # Which rows are a reference answer (trained on, never a pick).
+        batch["is_reference"] = torch.tensor(
+            [
+                [self.last_is_reference and k == len(self.encoded[e].candidates) - 1 for k in self.chosen[e]]
+                for e in rows
+            ]
+        )
         return batch
 
 
@@ -220,10 +255,15 @@ def listwise_loss(
     scores = model(batch["input_ids"], batch["attention_mask"]).view(signal.shape)
     if sampling.loss == "listnet":
         loss = listnet_loss(scores, signal, sampling.temperature)
+    elif sampling.loss == "bradley_terry":
+        loss = bradley_terry_loss(scores, signal, sampling.temperature)
     else:
         threshold = torch.tensor(list(min_delta), dtype=signal.dtype, device=signal.device)
         loss = all_pairs_logistic_loss(scores.float(), signal, threshold, sampling.weighting)
     mean_signal, mean_score = signal.mean(-1), scores.detach().mean(-1)
+    if "is_reference" in batch:
+        mean_signal = mean_signal.masked_fill(batch["is_reference"], float("-inf"))
+        mean_score = mean_score.masked_fill(batch["is_reference"], float("-inf"))
     picked = mean_signal.gather(1, mean_score.argmax(1, keepdim=True)).squeeze(1)
     return loss, {"pick_is_best": (picked >= mean_signal.max(1).values).float().mean().item()}
 
@@ -238,6 +278,9 @@ def prepare_listwise_training(
 ) -> TrainingPlan:
     """`batch_size` counts `[source; candidate]` sequences: a batch holds batch_size // N instructions (at least
     one) with the N candidates each trains on (all, or `sampling.candidates_per_instruction`)."""
+    with_reference = sampling.reference_signal is not None
+    if with_reference:
+        records = [with_reference_candidate(r, signals, sampling.reference_signal) for r in records]
     signal_by_record = [signal_matrix(r, signals, sampling.signal_transform) for r in records]
     min_delta = per_signal(sampling.min_delta, signals, "min_delta")
     encoded = [ranker.encoder.encode_record_texts(r.source, [c.text for c in r.candidates]) for r in records]
@@ -252,7 +295,13 @@ def prepare_listwise_training(
         if epoch not in cache:
             cache.clear()
             cache[epoch] = ListwiseBatches(
-                ranker, encoded, signal_by_record, per_batch, seed=seed + epoch, per_instruction=k
+                ranker,
+                encoded,
+                signal_by_record,
+                per_batch,
+                seed=seed + epoch,
+                per_instruction=k,
+                last_is_reference=with_reference,
             )
         return cache[epoch]
 
@@ -260,6 +309,7 @@ def prepare_listwise_training(
     description = (
         f"Listwise ({sampling.loss}): {len(records)} instructions x all candidates per epoch ({n_pairs} pairs), "
         f"{per_batch} instructions a batch"
+        + (", each with its reference answer as one more candidate" if with_reference else "")
     )
     if sampling.loss == "pairwise":
         # Tied pairs carry no loss. An instruction with none decisive still takes its step (the measured recipe
@@ -273,6 +323,18 @@ def prepare_listwise_training(
     return TrainingPlan(
         epoch_batches, lambda model, batch: listwise_loss(model, batch, sampling, min_delta), description
     )
+
+
+def with_reference_candidate(record: Record, signals: Sequence[str], value: float | Mapping) -> Record:
+    """The record with its reference answer appended as a candidate scoring `value` on each signal."""
+    if not record.output.strip():
+        raise RecordError(
+            f"record {record.id!r} has an empty reference answer (`output`), and "
+            "ranker.sampling.reference_signal trains on it; set reference_signal=null or fix the record"
+        )
+    scores = dict(zip(signals, per_signal(value, signals, "ranker.sampling.reference_signal"), strict=True))
+    reference = Candidate(model=REFERENCE_MODEL, text=record.output, scores=scores)
+    return replace(record, candidates=[*record.candidates, reference])
 
 
 def decisive_pairs(signal: np.ndarray, min_delta: Sequence[float]) -> int:

@@ -1,5 +1,6 @@
 """Ranking losses: PairRanker's pairwise logistic loss (and an optional absolute-target term), SimCLS's margin
-ranking loss, SummaReranker's BCE, and the listwise ranker's all-pairs logistic and ListNet losses."""
+ranking loss, SummaReranker's BCE, and the listwise ranker's all-pairs logistic, Bradley-Terry and ListNet
+losses."""
 
 from __future__ import annotations
 
@@ -192,3 +193,32 @@ def listnet_loss(scores: Tensor, signal: Tensor, temperature: float = 0.1) -> Te
         raise ValueError(f"temperature={temperature!r}; it must be above 0")
     target = torch.softmax(signal.float() / temperature, dim=1)
     return -(target * torch.log_softmax(scores.float(), dim=1)).sum(dim=1).mean()
+
+
+def bradley_terry_loss(scores: Tensor, signal: Tensor, temperature: float = 1.0) -> Tensor:
+    """BCE of every pair's σ(s_i − s_j) against the soft target σ((signal_i − signal_j) / temperature).
+
+    With gpt4_pref under the logit transform and temperature 1 this is a Bradley-Terry fit to the judge: each
+    gpt4_pref is P(candidate beats the reference), so under Bradley-Terry logit(p_i) = u_i − u_reference and
+    P(i beats j) = σ(logit p_i − logit p_j); the scores learn the utilities up to a constant per instruction.
+    Unlike the all-pairs logistic loss no pair is a tie: a narrow gap asks for a narrow margin, not for none.
+
+    Args:
+        scores: [batch, n, n_tasks].
+        signal: [batch, n, n_tasks], higher is better.
+        temperature: signal units per unit of score margin.
+    Returns:
+        Scalar loss: the mean over instructions, tasks and unordered pairs (0 with a zero gradient for n < 2).
+
+    Example: scores [1, 0], signal [2, 0], temperature 2: target σ(1) = 0.731059, margin 1, loss
+    0.731059 · softplus(−1) + 0.268941 · softplus(1) = 0.731059 · 0.313262 + 0.268941 · 1.313262 = 0.582203.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature={temperature!r}; it must be above 0")
+    n = scores.shape[1]
+    first, second = torch.triu_indices(n, n, offset=1, device=scores.device)
+    if first.numel() == 0:
+        return scores.sum() * 0.0
+    margins = scores.float()[:, first] - scores.float()[:, second]
+    targets = torch.sigmoid((signal.float()[:, first] - signal.float()[:, second]) / temperature)
+    return F.binary_cross_entropy_with_logits(margins, targets)

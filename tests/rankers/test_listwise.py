@@ -165,3 +165,62 @@ def test_decisive_pairs_leave_out_ties_per_task():
     two_tasks = np.array([[0.9, 0.0], [0.5, 0.0], [0.45, 1.0]])
     assert decisive_pairs(two_tasks, [0.1, 0.5]) == 3  # (1, 2) is decisive on the second task
     assert decisive_pairs(one_task, [1.0]) == 0
+
+
+def test_the_reference_answer_trains_as_one_more_candidate_with_its_signal():
+    ranker, data = listwise(), records(3)
+    sampling = ListwiseSampling(reference_signal=0.5)
+    plan = prepare_listwise_training(ranker, data, ["gpt4_pref"], sampling, batch_size=10, seed=0)
+    batches = plan.epoch_batches(0)
+    batch = batches[0]
+    # 10 sequences // 5 candidates (4 answers and the reference) = 2 instructions a batch.
+    assert batch["input_ids"].shape[0] == 10 and batch["signal"].shape == (2, 5, 1)
+    # make_raw_record: candidate k scores (k+1)/5; the reference comes last at 0.5.
+    np.testing.assert_allclose(batch["signal"][0, :, 0].numpy(), [0.2, 0.4, 0.6, 0.8, 0.5], rtol=1e-6)
+    assert batch["is_reference"].tolist() == [[False] * 4 + [True]] * 2
+    e = ranker.encoder
+    reference_ids = e.encode_record_texts(data[0].source, [data[0].output]).candidates[0]
+    assert batches.encoded[batches.batches[0][0]].candidates[-1] == reference_ids
+    assert "reference answer" in plan.description
+    # The reference is trained on but never the pick: a reference scored highest leaves the pick to the answers.
+    scores = torch.tensor([[0.0, 0.0, 0.0, 1.0, 9.0]] * 2)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            return scores.reshape(-1, 1)
+
+    _, logs = listwise_loss(Fixed(), batch, sampling, [0.1])
+    assert logs["pick_is_best"] == 1.0
+    # The signal transform applies to the reference's score as to the answers'.
+    logit = ListwiseSampling(reference_signal={"gpt4_pref": 0.5}, signal_transform="logit")
+    plan = prepare_listwise_training(ranker, data, ["gpt4_pref"], logit, batch_size=10, seed=0)
+    assert plan.epoch_batches(0)[0]["signal"][0, -1, 0].item() == 0.0
+
+
+def test_a_reference_signal_needs_a_number_and_a_reference():
+    with pytest.raises(ValueError, match="reference_signal='half'"):
+        ListwiseSampling(reference_signal="half")
+    raw = make_raw_record(0)
+    raw["output"] = "  "
+    ranker = listwise()
+    with pytest.raises(ValueError, match="record 'test/0' has an empty reference"):
+        prepare_listwise_training(
+            ranker, [parse_record(raw, "t")], ["gpt4_pref"], ListwiseSampling(reference_signal=0.5), 8, 0
+        )
+
+
+def test_the_bradley_terry_loss_trains_too(tmp_path, one_thread):
+    ranker = listwise(seed=1)
+    data = records(4)
+    summary = fit_ranker(
+        ranker,
+        data,
+        data,
+        ["gpt4_pref"],
+        "gpt4_pref",
+        "m3",
+        ListwiseSampling(loss="bradley_terry", temperature=0.1, reference_signal=0.5),
+        settings(epochs=15, batch_size=5, lr=3e-3, save_every_steps=1000),
+        tmp_path,
+    )
+    assert np.isfinite(summary["train/loss"]) and summary["best_value"] == pytest.approx(0.8)

@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from blender.rankers import pairwise_logistic_loss, simcls_ranking_loss, summareranker_bce_loss
-from blender.rankers.losses import absolute_target_loss, all_pairs_logistic_loss, listnet_loss
+from blender.rankers.losses import (
+    absolute_target_loss,
+    all_pairs_logistic_loss,
+    bradley_terry_loss,
+    listnet_loss,
+)
 
 
 def test_hand_worked_value():
@@ -133,3 +138,29 @@ def test_listnet_loss_hand_worked_example():
     )
     with pytest.raises(ValueError, match="temperature=0"):
         listnet_loss(scores, signal, 0)
+
+
+def test_bradley_terry_loss_hand_worked_example():
+    # Target σ((2 − 0) / 2) = σ(1) = 0.731059 for a margin of 1.
+    scores, signal = torch.tensor([[[1.0], [0.0]]]), torch.tensor([[[2.0], [0.0]]])
+    assert bradley_terry_loss(scores, signal, 2.0).item() == pytest.approx(
+        0.731059 * 0.313262 + 0.268941 * 1.313262, abs=1e-5
+    )
+    # A narrow gap is no tie: equal scores cost log 2 on every pair, whatever the targets.
+    flat = torch.zeros(1, 3, 1)
+    assert bradley_terry_loss(flat, torch.tensor([[[0.5], [0.45], [0.0]]])).item() == pytest.approx(
+        0.693147, abs=1e-6
+    )
+    with pytest.raises(ValueError, match="temperature=0"):
+        bradley_terry_loss(scores, signal, 0)
+
+
+def test_bradley_terry_loss_is_least_at_the_signal_margins():
+    # Scores equal to signal / temperature (up to a constant) are the minimum: the gradient there is zero.
+    signal = torch.tensor([[[1.5], [0.2], [-0.7]]])
+    scores = (signal / 0.5 + 3.0).requires_grad_()
+    bradley_terry_loss(scores, signal, 0.5).backward()
+    torch.testing.assert_close(scores.grad, torch.zeros_like(scores), atol=1e-6, rtol=0)
+    off = (signal / 0.5).clone()
+    off[0, 0, 0] += 0.3
+    assert bradley_terry_loss(off, signal, 0.5) > bradley_terry_loss(signal / 0.5, signal, 0.5)
