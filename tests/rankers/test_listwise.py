@@ -117,7 +117,15 @@ def test_a_tiny_listwise_ranker_overfits_a_few_instructions(tmp_path, one_thread
     assert picks == [3, 3, 3, 3]
 
 
-def test_the_listnet_loss_trains_too(tmp_path, one_thread):
+@pytest.mark.parametrize(
+    "sampling, batch_size",
+    [
+        (ListwiseSampling(loss="listnet", temperature=0.1), 4),
+        (ListwiseSampling(loss="bradley_terry", temperature=0.1, reference_signal=0.5), 5),
+    ],
+    ids=["listnet", "bradley_terry_with_reference"],
+)
+def test_the_other_losses_train_too(tmp_path, one_thread, sampling, batch_size):
     ranker = listwise(seed=1)
     data = records(4)
     summary = fit_ranker(
@@ -127,8 +135,8 @@ def test_the_listnet_loss_trains_too(tmp_path, one_thread):
         ["gpt4_pref"],
         "gpt4_pref",
         "m3",
-        ListwiseSampling(loss="listnet", temperature=0.1),
-        settings(epochs=15, batch_size=4, lr=3e-3, save_every_steps=1000),
+        sampling,
+        settings(epochs=15, batch_size=batch_size, lr=3e-3, save_every_steps=1000),
         tmp_path,
     )
     assert np.isfinite(summary["train/loss"]) and summary["best_value"] == pytest.approx(0.8)
@@ -207,20 +215,3 @@ def test_a_reference_signal_needs_a_number_and_a_reference():
         prepare_listwise_training(
             ranker, [parse_record(raw, "t")], ["gpt4_pref"], ListwiseSampling(reference_signal=0.5), 8, 0
         )
-
-
-def test_the_bradley_terry_loss_trains_too(tmp_path, one_thread):
-    ranker = listwise(seed=1)
-    data = records(4)
-    summary = fit_ranker(
-        ranker,
-        data,
-        data,
-        ["gpt4_pref"],
-        "gpt4_pref",
-        "m3",
-        ListwiseSampling(loss="bradley_terry", temperature=0.1, reference_signal=0.5),
-        settings(epochs=15, batch_size=5, lr=3e-3, save_every_steps=1000),
-        tmp_path,
-    )
-    assert np.isfinite(summary["train/loss"]) and summary["best_value"] == pytest.approx(0.8)
