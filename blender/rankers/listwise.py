@@ -237,13 +237,11 @@ class ListwiseBatches(Sequence):
         batch = self.ranker.encoder.pad(sequences)
         signal = np.stack([self.signals[e][self.chosen[e]] for e in rows])
         batch["signal"] = torch.tensor(signal, dtype=torch.float32)
-        # Which rows are a reference answer (trained on, never a pick).
-        batch["is_reference"] = torch.tensor(
-            [
-                [self.last_is_reference and k == len(self.encoded[e].candidates) - 1 for k in self.chosen[e]]
-                for e in rows
-            ]
-        )
+        if self.last_is_reference:
+            # Which rows are the reference answer (trained on, never a pick): the last candidate, when drawn.
+            batch["is_reference"] = torch.tensor(
+                [[k == len(self.encoded[e].candidates) - 1 for k in self.chosen[e]] for e in rows]
+            )
         return batch
 
 

@@ -219,6 +219,7 @@ def bradley_terry_loss(scores: Tensor, signal: Tensor, temperature: float = 1.0)
     first, second = torch.triu_indices(n, n, offset=1, device=scores.device)
     if first.numel() == 0:
         return scores.sum() * 0.0
-    margins = scores.float()[:, first] - scores.float()[:, second]
-    targets = torch.sigmoid((signal.float()[:, first] - signal.float()[:, second]) / temperature)
+    scores, signal = scores.float(), signal.float()
+    margins = scores[:, first] - scores[:, second]
+    targets = torch.sigmoid((signal[:, first] - signal[:, second]) / temperature)
     return F.binary_cross_entropy_with_logits(margins, targets)
