@@ -7,13 +7,14 @@ best single model (chosen on train) by the same paired bootstrap as the ranking 
 moves, so this measures what the pretrained features carry about answer quality, against the fine-tuned
 rankers (docs/results/pairranker.md). `--head pairwise` fits the listwise ranker's loss instead of a regression:
 a logistic regression on the embedding differences of every decisive pair of an instruction (gap above
-`--min-delta`, as training's ties), at C = 1 / alpha, so the same strengths are searched.
+`--min-delta`, as training's ties), at C = 1 / alpha, so the same strengths are searched. `--backbone` takes any
+ranker backbone name: minilm, mpnet, gemma3-270m (a causal decoder: its states mean-pooled the same way), a folder.
 
 The ridge strength is chosen by 5-fold cross-validation over train's instructions (the top-1 of each held-out
 fold), so the "chosen" line never looks at val; the per-strength val lines are printed too, and picking the
 best of them on val flatters the probe.
 
-python scripts/probe_frozen_embeddings.py [--data ../shared/data/alpaca_blend_modern] [--backbone mpnet]
+python scripts/probe_frozen_embeddings.py [--data ../shared/data/alpaca_blend_modern] [--backbone mpnet|gemma3-270m]
     [--max-length 256] [--dtype bf16] [--cache outputs/probe] [--head pairwise]
 """
 
