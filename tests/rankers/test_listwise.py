@@ -96,9 +96,8 @@ def test_a_batch_holds_whole_instructions_and_the_loss_sees_all_their_pairs():
     assert set(logs) == {"pick_is_best"}
 
 
-def test_a_tiny_listwise_ranker_overfits_a_few_instructions(tmp_path, one_thread):
-    # Four instructions, trained and validated on: the best candidate (0.8) is picked in each.
-    ranker = listwise(seed=1)
+def overfit(ranker, tmp_path, sampling=None, batch_size=4):
+    """Train on four instructions, validated on the same four: (summary, data, the best checkpoint reloaded)."""
     data = records(4)
     summary = fit_ranker(
         ranker,
@@ -107,12 +106,17 @@ def test_a_tiny_listwise_ranker_overfits_a_few_instructions(tmp_path, one_thread
         ["gpt4_pref"],
         "gpt4_pref",
         "m3",
-        ListwiseSampling(),
-        settings(epochs=15, batch_size=4, lr=3e-3, save_every_steps=1000),
+        sampling or ListwiseSampling(),
+        settings(epochs=15, batch_size=batch_size, lr=3e-3, save_every_steps=1000),
         tmp_path,
     )
+    return summary, data, load_ranker(tmp_path / "best")
+
+
+def test_a_tiny_listwise_ranker_overfits_a_few_instructions(tmp_path, one_thread):
+    # The best candidate (0.8) is picked in each of the four instructions.
+    summary, data, trained = overfit(listwise(seed=1), tmp_path)
     assert summary["best_value"] == pytest.approx(0.8)
-    trained = load_ranker(tmp_path / "best")
     picks = [int(np.argmax(s)) for s in trained.score_records(data, QUIET)]
     assert picks == [3, 3, 3, 3]
 
@@ -138,25 +142,15 @@ def test_a_decoder_backbone_trains_saves_and_loads(tmp_path, one_thread):
         tiny_decoder(len(tokenizer), seed=1), tokenizer, ["gpt4_pref"], dropout=0.0,
         source_max_length=12, candidate_max_length=10,
     )  # fmt: skip
-    data = records(4)
     one_by_one = InferenceSettings(precision="fp32", show_progress=False, max_batch_size=1)
     for a, b in zip(
-        ranker.eval().score_records(data, QUIET), ranker.score_records(data, one_by_one), strict=True
+        ranker.eval().score_records(records(4), QUIET),
+        ranker.score_records(records(4), one_by_one),
+        strict=True,
     ):
         np.testing.assert_allclose(a, b, atol=1e-5)
-    summary = fit_ranker(
-        ranker,
-        data,
-        data,
-        ["gpt4_pref"],
-        "gpt4_pref",
-        "m3",
-        ListwiseSampling(),
-        settings(epochs=15, batch_size=4, lr=3e-3, save_every_steps=1000),
-        tmp_path,
-    )
+    summary, data, trained = overfit(ranker, tmp_path)
     assert summary["best_value"] == pytest.approx(0.8)
-    trained = load_ranker(tmp_path / "best")
     assert type(trained.backbone).__name__ == "Gemma3TextModel"
     assert [int(np.argmax(s)) for s in trained.score_records(data, QUIET)] == [3, 3, 3, 3]
 
@@ -170,19 +164,7 @@ def test_a_decoder_backbone_trains_saves_and_loads(tmp_path, one_thread):
     ids=["listnet", "bradley_terry_with_reference"],
 )
 def test_the_other_losses_train_too(tmp_path, one_thread, sampling, batch_size):
-    ranker = listwise(seed=1)
-    data = records(4)
-    summary = fit_ranker(
-        ranker,
-        data,
-        data,
-        ["gpt4_pref"],
-        "gpt4_pref",
-        "m3",
-        sampling,
-        settings(epochs=15, batch_size=batch_size, lr=3e-3, save_every_steps=1000),
-        tmp_path,
-    )
+    summary, _, _ = overfit(listwise(seed=1), tmp_path, sampling, batch_size)
     assert np.isfinite(summary["train/loss"]) and summary["best_value"] == pytest.approx(0.8)
 
 
