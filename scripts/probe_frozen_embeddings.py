@@ -9,6 +9,9 @@ rankers (docs/results/pairranker.md). `--head pairwise` fits the listwise ranker
 a logistic regression on the embedding differences of every decisive pair of an instruction (gap above
 `--min-delta`, as training's ties), at C = 1 / alpha, so the same strengths are searched. `--backbone` takes any
 ranker backbone name: minilm, mpnet, gemma3-270m (a causal decoder: its states mean-pooled the same way), a folder.
+`--extra-train DIR` (pairwise head) adds another dataset's train split to what the head is fitted on: its pairs
+judged on `--extra-transform` (logit, as alpaca_blend24's config) with `--extra-min-delta` as its ties; in the
+cross-validation only its instructions of the fitting folds join, so no held-out instruction is seen.
 
 The ridge strength is chosen by 5-fold cross-validation over train's instructions (the top-1 of each held-out
 fold), so the "chosen" line never looks at val; the per-strength val lines are printed too, and picking the
@@ -16,6 +19,7 @@ best of them on val flatters the probe.
 
 python scripts/probe_frozen_embeddings.py [--data ../shared/data/alpaca_blend_modern] [--backbone mpnet|gemma3-270m]
     [--max-length 256] [--dtype bf16] [--cache outputs/probe] [--head pairwise]
+    [--extra-train ../shared/data/alpaca_blend24 [--extra-transform logit] [--extra-min-delta 1.0]]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +47,7 @@ from blender.evaluation.ranking import (
 from blender.files import json_digest, write_bytes_atomic
 from blender.rankers.backbone import build_backbone
 from blender.records.loading import find_split_file, read_jsonl
+from blender.records.pairs import signal_matrix
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_blend_modern"
 
@@ -93,19 +99,43 @@ def centred(records, emb: np.ndarray, oracle: str):
     return emb - emb.mean(1, keepdims=True), y - y.mean(1, keepdims=True), y
 
 
+@dataclass(frozen=True)
+class ExtraTrain:
+    """Another dataset's train instructions for the pairwise head: centred embeddings [R, N, H], targets [R, N]
+    on its own scale, its tie threshold, and the instruction ids that say which cross-validation folds it joins."""
+
+    ids: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    min_delta: float
+
+    def of(self, ids) -> ExtraTrain:
+        """Only the instructions whose id is in `ids`."""
+        keep = np.isin(self.ids, list(ids))
+        return ExtraTrain(self.ids[keep], self.x[keep], self.y[keep], self.min_delta)
+
+
+def decisive_pairs(x: np.ndarray, y: np.ndarray, min_delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """x_i - x_j and whether i won, for every pair of an instruction whose targets differ by more than
+    `min_delta`."""
+    first, second = np.triu_indices(x.shape[1], 1)
+    gaps = y[:, first] - y[:, second]
+    decisive = np.abs(gaps) > min_delta
+    return (x[:, first] - x[:, second])[decisive], (gaps[decisive] > 0).astype(int)
+
+
 def pairwise_probe(
-    x_fit: np.ndarray, y_fit: np.ndarray, alpha: float, min_delta: float
+    x_fit: np.ndarray, y_fit: np.ndarray, alpha: float, min_delta: float, extra: tuple[ExtraTrain, ...] = ()
 ) -> LogisticRegression:
     """Logistic regression on x_i - x_j for every pair of an instruction whose targets differ by more than
-    `min_delta`, both orders (so no intercept is needed): the pairwise loss of the listwise ranker, on a
-    linear head."""
-    first, second = np.triu_indices(x_fit.shape[1], 1)
-    gaps = y_fit[:, first] - y_fit[:, second]
-    decisive = np.abs(gaps) > min_delta
-    if not decisive.any():
+    `min_delta` (and every decisive pair of `extra`), both orders (so no intercept is needed): the pairwise
+    loss of the listwise ranker, on a linear head."""
+    parts = [decisive_pairs(x_fit, y_fit, min_delta)]
+    parts += [decisive_pairs(more.x, more.y, more.min_delta) for more in extra if len(more.x)]
+    differences = np.concatenate([d for d, _ in parts])
+    wins = np.concatenate([w for _, w in parts])
+    if not len(wins):
         raise ValueError(f"no pair's targets differ by more than --min-delta {min_delta}: nothing to fit")
-    differences = (x_fit[:, first] - x_fit[:, second])[decisive]
-    wins = (gaps[decisive] > 0).astype(int)
     return LogisticRegression(C=1.0 / alpha, fit_intercept=False, max_iter=2000).fit(
         np.concatenate([differences, -differences]), np.concatenate([wins, 1 - wins])
     )
@@ -118,30 +148,60 @@ def fit_predict(
     alpha: float,
     head: str = "ridge",
     min_delta: float = 0.1,
+    extra: tuple[ExtraTrain, ...] = (),
 ) -> np.ndarray:
-    """A linear head fitted on the candidates of `x_fit`; scores of `x_score` in its [R, N] shape."""
+    """A linear head fitted on the candidates of `x_fit` (and the pairs of `extra`, pairwise head only); scores
+    of `x_score` in its [R, N] shape."""
     flat = x_score.reshape(-1, x_score.shape[-1])
     if head == "pairwise":
-        weights = pairwise_probe(x_fit, y_fit, alpha, min_delta).coef_[0]
+        weights = pairwise_probe(x_fit, y_fit, alpha, min_delta, extra).coef_[0]
         return (flat @ weights).reshape(x_score.shape[:2])
+    if extra:
+        raise ValueError(
+            "--extra-train fits the pairwise head only (its targets are on another scale): add --head pairwise"
+        )
     probe = Ridge(alpha=alpha).fit(x_fit.reshape(-1, x_fit.shape[-1]), y_fit.reshape(-1))
     return probe.predict(flat).reshape(x_score.shape[:2])
 
 
 def cross_validated_alpha(
-    x: np.ndarray, y_centred: np.ndarray, y: np.ndarray, alphas, folds: int = 5, **head
+    x: np.ndarray,
+    y_centred: np.ndarray,
+    y: np.ndarray,
+    alphas,
+    folds: int = 5,
+    ids=None,
+    extra: tuple[ExtraTrain, ...] = (),
+    **head,
 ):
     """The strength whose held-out folds' picks score best, over whole instructions; with every strength's mean.
-    `head`: fit_predict's head and min_delta."""
+    `head`: fit_predict's head and min_delta. `extra` joins a fold's fit only with the instructions of `ids`
+    (x's instruction ids) that the fold fits on."""
     rows = np.arange(len(x))
+    ids = np.asarray(ids if ids is not None else rows)
     means = {}
     for alpha in alphas:
         picked = np.zeros(len(x))
         for fit, held in KFold(folds, shuffle=True, random_state=0).split(x):
-            scores = fit_predict(x[fit], y_centred[fit], x[held], alpha, **head)
+            fit_extra = tuple(more.of(ids[fit]) for more in extra)
+            scores = fit_predict(x[fit], y_centred[fit], x[held], alpha, extra=fit_extra, **head)
             picked[held] = y[rows[held], scores.argmax(1)]
         means[alpha] = float(picked.mean())
     return max(means, key=means.get), means
+
+
+def extra_train(
+    path: Path, val_ids: set[str], features, oracle: str, transform: str, min_delta: float, limit=None
+) -> ExtraTrain:
+    """`path`'s train split, embedded by `features` and judged on `oracle` after `transform`; an instruction
+    that is also in val is an error rather than a leak."""
+    records = read_jsonl(find_split_file(path, "train"), limit=limit)
+    leaked = sorted({r.id for r in records} & val_ids)
+    if leaked:
+        raise ValueError(f"{path}: train instructions {leaked[:5]} are in val too: fitting on them leaks val")
+    x, _, _ = features(records)
+    y = np.stack([signal_matrix(r, [oracle], transform)[:, 0] for r in records])
+    return ExtraTrain(np.array([r.id for r in records]), x, y - y.mean(1, keepdims=True), min_delta)
 
 
 def main() -> None:
@@ -163,13 +223,29 @@ def main() -> None:
         help="pairwise: logistic over decisive pairs",
     )
     parser.add_argument("--min-delta", type=float, default=0.1, help="pairwise: a gap at or below is a tie")
+    parser.add_argument(
+        "--extra-train",
+        type=Path,
+        action="append",
+        default=[],
+        help="pairwise: also fit on this dataset's train split (repeatable)",
+    )
+    parser.add_argument(
+        "--extra-transform", choices=["none", "logit"], default="logit", help="--extra-train's targets"
+    )
+    parser.add_argument("--extra-min-delta", type=float, default=1.0, help="--extra-train's ties")
     args = parser.parse_args()
     if min(args.alphas) <= 0:
         parser.error(
             f"--alphas must be positive (the ridge strength, or 1/C of the pairwise head): {args.alphas}"
         )
+    if args.extra_train and args.head != "pairwise":
+        parser.error(
+            "--extra-train fits the pairwise head only (its targets are on another scale): add --head pairwise"
+        )
 
     def features(records):
+        """Centred embeddings, centred oracle, raw oracle (`centred`)."""
         texts = [c.text for r in records for c in r.candidates]
         key = {"backbone": args.backbone, "max_length": args.max_length, "dtype": args.dtype}
         bf16 = args.dtype == "bf16"
@@ -185,6 +261,18 @@ def main() -> None:
         model.eval()
         x_train, y_train, y_train_raw = features(train)
         x_val, _, y_val = features(val)
+        extra = tuple(
+            extra_train(
+                path,
+                {r.id for r in val},
+                features,
+                args.oracle,
+                args.extra_transform,
+                args.extra_min_delta,
+                args.limit,
+            )
+            for path in args.extra_train
+        )
     except (OSError, ValueError, ImportError) as error:  # ImportError: a packaged backbone not installed
         sys.exit(f"probe_frozen_embeddings: {error}")
     rows = np.arange(len(val))
@@ -193,8 +281,11 @@ def main() -> None:
     best = np.array([y_val[i, r.models.index(best_model)] for i, r in enumerate(val)])
     indices = bootstrap_indices(len(val))
     head = {"head": args.head, "min_delta": args.min_delta}
+    ids = [r.id for r in train]
     try:
-        chosen, cv_means = cross_validated_alpha(x_train, y_train, y_train_raw, args.alphas, **head)
+        chosen, cv_means = cross_validated_alpha(
+            x_train, y_train, y_train_raw, args.alphas, ids=ids, extra=extra, **head
+        )
     except ValueError as error:  # e.g. --min-delta above every gap: no pair to fit
         sys.exit(f"probe_frozen_embeddings: {error}")
     print(f"train 5-fold top-1 by alpha: {cv_means}; chosen alpha {chosen:g}")
@@ -204,7 +295,7 @@ def main() -> None:
         return f"− {name} {(picked - baseline).mean():+.3f} [{low:+.3f}, {high:+.3f}]"
 
     for alpha in args.alphas:
-        scores = fit_predict(x_train, y_train, x_val, alpha, **head)
+        scores = fit_predict(x_train, y_train, x_val, alpha, extra=extra, **head)
         picked = y_val[rows, scores.argmax(1)]
         counts = np.bincount(scores.argmax(1), minlength=len(val[0].models))
         print(

@@ -1,12 +1,13 @@
 """scripts/probe_frozen_embeddings.py: the ridge strength is chosen on train's held-out folds (never on val),
-and the embeddings are computed once per setting and read back after."""
+another dataset's train split joins only the folds its instructions are fitted in, and the embeddings are
+computed once per setting and read back after."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.conftest import load_script
+from tests.conftest import load_script, make_raw_record, write_jsonl
 
 
 def test_the_strength_is_scored_on_held_out_instructions_not_on_what_it_was_fit_on():
@@ -56,3 +57,50 @@ def test_embeddings_are_computed_once_per_setting_and_reused(tmp_path):
     np.testing.assert_array_equal(first, again)
     np.testing.assert_array_equal(first, other)
     assert len(list(tmp_path.glob("embeddings_*.npy"))) == 2
+
+
+def test_extra_training_data_joins_only_the_folds_that_fit_its_instructions():
+    probe = load_script("probe_frozen_embeddings")
+    rng = np.random.default_rng(2)
+    # The extra dataset answers the same 60 instructions with the very same candidates, so fitted on a held-out
+    # instruction's extra pairs the head would learn that instruction's order by heart and pick its best.
+    x = rng.normal(size=(60, 4, 500))
+    y = rng.normal(size=(60, 4))
+    x_centred, y_centred = x - x.mean(1, keepdims=True), y - y.mean(1, keepdims=True)
+    ids = np.array([f"i{k}" for k in range(60)])
+    leaky = probe.ExtraTrain(ids, x_centred, 10 * y_centred, min_delta=0.0)
+    rows = np.arange(60)
+    learnt_by_heart = probe.fit_predict(
+        x_centred[:0], y_centred[:0], x_centred, 1e-3, head="pairwise", extra=(leaky,)
+    )
+    assert y[rows, learnt_by_heart.argmax(1)].mean() == y.max(1).mean()  # the channel a leak would use
+    _, means = probe.cross_validated_alpha(
+        x_centred, y_centred, y, [1e-3], ids=ids, extra=(leaky,), head="pairwise", min_delta=0.0
+    )
+    assert means[1e-3] < y.max(1).mean() - 0.5  # held out: noise picks near chance (mean 0), far below best
+    assert len(leaky.of(ids[:7]).x) == 7
+    with pytest.raises(ValueError, match="pairwise head only"):
+        probe.fit_predict(x_centred, y_centred, x_centred, 1.0, extra=(leaky,))
+
+
+def test_an_extra_dataset_sharing_an_instruction_with_val_is_refused(tmp_path):
+    probe = load_script("probe_frozen_embeddings")
+    write_jsonl(tmp_path / "extra" / "train.jsonl", [make_raw_record(i) for i in range(3)])
+
+    def features(records):
+        raise AssertionError("nothing is embedded before the check")
+
+    with pytest.raises(ValueError, match=r"test/2.*leaks val"):
+        probe.extra_train(tmp_path / "extra", {"test/2"}, features, "gpt4_pref", "logit", 1.0)
+    extra = probe.extra_train(
+        tmp_path / "extra",
+        {"test/9"},
+        lambda records: (np.zeros((len(records), 4, 2)), None, None),
+        "gpt4_pref",
+        "logit",
+        1.0,
+    )
+    # make_raw_record scores candidate k (k+1)/5: log-odds, centred within the instruction
+    logits = np.log(np.array([1, 2, 3, 4]) / np.array([4, 3, 2, 1]))
+    np.testing.assert_allclose(extra.y[0], logits - logits.mean())
+    assert list(extra.ids) == ["test/0", "test/1", "test/2"]
