@@ -12,6 +12,8 @@ ranker backbone name: minilm, mpnet, gemma3-270m (a causal decoder: its states m
 `--extra-train DIR` (pairwise head) adds another dataset's train split to what the head is fitted on: its pairs
 judged on `--extra-transform` (logit, as alpaca_blend24's config) with `--extra-min-delta` as its ties; in the
 cross-validation only its instructions of the fitting folds join, so no held-out instruction is seen.
+`--save-val-scores FILE.npz` keeps the chosen probe's val scores in the report's candidate-scores format, for
+`scripts/pool_seeds.py --mix-with` (a fine-tuned ranker's scores stacked with the frozen probe's).
 
 The ridge strength is chosen by 5-fold cross-validation over train's instructions (the top-1 of each held-out
 fold), so the "chosen" line never looks at val; the per-strength val lines are printed too, and picking the
@@ -20,6 +22,7 @@ best of them on val flatters the probe.
 python scripts/probe_frozen_embeddings.py [--data ../shared/data/alpaca_blend_modern] [--backbone mpnet|gemma3-270m]
     [--max-length 256] [--dtype bf16] [--cache outputs/probe] [--head pairwise]
     [--extra-train ../shared/data/alpaca_blend24 [--extra-transform logit] [--extra-min-delta 1.0]]
+    [--save-val-scores outputs/probe/minilm_pairwise_val.npz]
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from blender.evaluation.ranking import (
 )
 from blender.files import json_digest, write_bytes_atomic
 from blender.rankers.backbone import build_backbone
+from blender.rankers.saved_scores import write_candidate_scores
 from blender.records.loading import find_split_file, read_jsonl
 from blender.records.pairs import signal_matrix
 
@@ -234,6 +238,9 @@ def main() -> None:
         "--extra-transform", choices=["none", "logit"], default="logit", help="--extra-train's targets"
     )
     parser.add_argument("--extra-min-delta", type=float, default=1.0, help="--extra-train's ties")
+    parser.add_argument(
+        "--save-val-scores", type=Path, default=None, help="write the chosen probe's val scores (.npz)"
+    )
     args = parser.parse_args()
     if min(args.alphas) <= 0:
         parser.error(
@@ -305,6 +312,11 @@ def main() -> None:
         )
         if alpha == chosen:
             chosen_scores = scores
+    if args.save_val_scores is not None:
+        path = write_candidate_scores(
+            args.save_val_scores, [r.id for r in val], [r.models for r in val], list(chosen_scores)
+        )
+        print(f"the chosen probe's val scores: {path}")
     # The chosen probe with the model prior, its weight cross-fitted over val's two folds as the report's row.
     prior = ModelPrior(fit_priors(train, args.oracle), oracle=args.oracle)
     combined, weights = cross_fitted_scores(prior, list(chosen_scores), val, args.oracle)

@@ -91,8 +91,7 @@ class ModelPrior:
         self, ranker_scores: np.ndarray, models: Sequence[str], weight: float | None = None
     ) -> np.ndarray:
         """One instruction's combined scores: z(ranker) + weight * z(prior)."""
-        weight = self.weight if weight is None else weight
-        return _z(ranker_scores) + weight * _z(self.prior_scores(models))
+        return mix(ranker_scores, self.prior_scores(models), self.weight if weight is None else weight)
 
     def save(self, path: str | os.PathLike) -> Path:
         data = asdict(self)
@@ -120,33 +119,38 @@ class ModelPrior:
             raise ValueError(f"{path}: not a model prior file ({type(error).__name__}: {error})") from None
 
 
-def fit_weight(
-    prior: ModelPrior,
-    ranker_scores: Sequence[np.ndarray],
+def mix(first: np.ndarray, second: np.ndarray, weight: float) -> np.ndarray:
+    """One instruction's `z(first) + weight * z(second)`."""
+    return _z(first) + weight * _z(second)
+
+
+def fit_mix_weight(
+    first: Sequence[np.ndarray],
+    second: Sequence[np.ndarray],
     records: Sequence[Record],
     oracle: str,
     grid: Sequence[float] = WEIGHT_GRID,
 ) -> float:
-    """The grid weight whose combined picks have the best mean oracle score on `records` (the smallest on a tie)."""
+    """The grid weight whose `mix` picks have the best mean oracle score on `records` (the smallest on a tie)."""
     best_weight, best_quality = 0.0, -np.inf
     for weight in grid:
-        combined = [prior.combine(s, r.models, weight) for s, r in zip(ranker_scores, records, strict=True)]
+        combined = [mix(a, b, weight) for a, b in zip(first, second, strict=True)]
         quality = pick_quality(combined, records, oracle)
         if quality > best_quality + 1e-12:
             best_weight, best_quality = float(weight), quality
     return best_weight
 
 
-def cross_fitted_scores(
-    prior: ModelPrior,
-    ranker_scores: Sequence[np.ndarray],
+def cross_fitted_mix(
+    first: Sequence[np.ndarray],
+    second: Sequence[np.ndarray],
     records: Sequence[Record],
     oracle: str,
     folds: int = 2,
     seed: int = 0,
 ) -> tuple[list[np.ndarray], list[float]]:
-    """Combined scores where each record's weight was fitted on the other folds only, so the row is never scored
-    on the data its weight was chosen on.
+    """`mix` scores where each record's weight was fitted on the other folds only, so the row is never scored on
+    the data its weight was chosen on.
 
     Returns:
         The combined scores in record order, and each fold's weight.
@@ -159,11 +163,39 @@ def cross_fitted_scores(
     weights = []
     for fold in range(folds):
         fit = [i for i in range(len(records)) if fold_of[i] != fold]
-        weight = fit_weight(prior, [ranker_scores[i] for i in fit], [records[i] for i in fit], oracle)
+        weight = fit_mix_weight(
+            [first[i] for i in fit], [second[i] for i in fit], [records[i] for i in fit], oracle
+        )
         weights.append(weight)
         for i in np.flatnonzero(fold_of == fold):
-            combined[i] = prior.combine(ranker_scores[i], records[i].models, weight)
+            combined[i] = mix(first[i], second[i], weight)
     return combined, weights
+
+
+def fit_weight(
+    prior: ModelPrior,
+    ranker_scores: Sequence[np.ndarray],
+    records: Sequence[Record],
+    oracle: str,
+    grid: Sequence[float] = WEIGHT_GRID,
+) -> float:
+    """The prior's grid weight whose combined picks have the best mean oracle score on `records`."""
+    priors = [prior.prior_scores(r.models) for r in records]
+    return fit_mix_weight(ranker_scores, priors, records, oracle, grid)
+
+
+def cross_fitted_scores(
+    prior: ModelPrior,
+    ranker_scores: Sequence[np.ndarray],
+    records: Sequence[Record],
+    oracle: str,
+    folds: int = 2,
+    seed: int = 0,
+) -> tuple[list[np.ndarray], list[float]]:
+    """The ranker's scores mixed with the prior (`cross_fitted_mix`): the combined scores in record order, and each
+    fold's weight."""
+    priors = [prior.prior_scores(r.models) for r in records]
+    return cross_fitted_mix(ranker_scores, priors, records, oracle, folds, seed)
 
 
 def prior_method(

@@ -10,6 +10,7 @@ import pytest
 from blender.evaluation.methods import evaluate_ranker_with_methods
 from blender.evaluation.model_prior import (
     ModelPrior,
+    cross_fitted_mix,
     cross_fitted_scores,
     fit_priors,
     fit_weight,
@@ -85,6 +86,21 @@ def test_cross_fitting_scores_each_fold_with_the_other_folds_weight():
     helped = [record(k, {"good": 0.9, "bad": 0.1}) for k in range(4)]
     combined, weights = cross_fitted_scores(prior, scores, helped, "gpt4_pref", folds=2, seed=0)
     assert weights == [1.0, 1.0] and [int(np.argmax(c)) for c in combined] == [0, 0, 0, 0]
+
+
+def test_any_second_score_mixes_as_the_prior_does_its_weight_fitted_on_the_other_fold():
+    # The second scorer (a frozen probe, say) is per record, not per model: right on records 0-3, where the
+    # ranker is wrong. Its weight is chosen on one fold and applied to the other.
+    records = [record(k, {"a": 0.9, "b": 0.1}) for k in range(4)]
+    ranker = [np.array([0.0, 0.1])] * 4
+    probe = [np.array([1.0, 0.0])] * 4
+    combined, weights = cross_fitted_mix(ranker, probe, records, "gpt4_pref", folds=2, seed=0)
+    assert weights == [1.0, 1.0] and [int(np.argmax(c)) for c in combined] == [0, 0, 0, 0]
+    as_prior, _ = cross_fitted_scores(ModelPrior({"a": 1.0, "b": 0.0}), ranker, records, "gpt4_pref", seed=0)
+    np.testing.assert_allclose(np.array(combined), np.array(as_prior))  # the prior is one such second score
+    wrong = [np.array([0.0, 1.0])] * 4
+    _, weights = cross_fitted_mix(ranker, wrong, records, "gpt4_pref", folds=2, seed=0)
+    assert weights == [0.0, 0.0]
 
 
 def test_cross_fitting_needs_two_folds():
