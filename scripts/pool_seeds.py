@@ -34,6 +34,7 @@ import numpy as np
 from blender.evaluation.compare import experiment_methods
 from blender.evaluation.model_prior import ModelPrior, cross_fitted_mix, cross_fitted_scores, fit_priors
 from blender.evaluation.ranking import bootstrap_indices, interval, longest_scores, oracle_scores
+from blender.metrics.gpt_rank import competition_ranks
 from blender.rankers.saved_scores import load_candidate_scores
 from blender.records.loading import find_split_file, read_jsonl
 
@@ -80,6 +81,11 @@ def saved_scores_of(path: Path, records: list) -> list[np.ndarray]:
     if ids != [r.id for r in records] or models != [r.models for r in records]:
         raise ValueError(f"{path}: its scores are not of these records' candidates (ids or models differ)")
     return [np.asarray(s, dtype=float).reshape(len(m), -1)[:, 0] for s, m in zip(scores, models, strict=True)]
+
+
+def gpt_rank(picks: np.ndarray, oracle: list[np.ndarray]) -> float:
+    """Mean oracle rank of the picks (1 = best, ties share the better rank), as the report's GPT-Rank."""
+    return float(np.mean([competition_ranks(o)[p] for o, p in zip(oracle, picks, strict=True)]))
 
 
 def picked_scores(picks: list[np.ndarray], oracle: list[np.ndarray]) -> np.ndarray:
@@ -141,9 +147,10 @@ def main() -> None:
         low, high = interval(values, indices)
         print(f"{label}: {values.mean():{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]")
 
-    for run, values in zip(args.runs, per_run, strict=True):
+    for run, values, (picked, _) in zip(args.runs, per_run, runs, strict=True):
         print(
-            f"{run.name}: top-1 {args.oracle} {values.mean():.3f}, − Longest {values.mean() - longest.mean():+.3f}"
+            f"{run.name}: top-1 {args.oracle} {values.mean():.3f}, − Longest {values.mean() - longest.mean():+.3f}, "
+            f"GPT-Rank {gpt_rank(picked, oracle):.2f}"
         )
     print(
         f"{len(args.runs)} runs pooled, {args.aggregation}{' + model prior' if prior else ''}"

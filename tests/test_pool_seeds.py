@@ -19,6 +19,11 @@ def test_each_runs_pick_is_scored_on_its_own_example():
     scores = pool.picked_scores(picks, oracle)
     np.testing.assert_array_equal(scores, [[0.9, 0.7], [0.5, 0.3]])
     np.testing.assert_allclose(scores.mean(axis=0), [0.7, 0.5])  # the recipe's value per example
+    assert pool.gpt_rank(picks[0], oracle) == 1.0
+    assert pool.gpt_rank(picks[1], oracle) == 2.0  # second of three on both examples
+    assert (
+        pool.gpt_rank(np.array([0, 1]), [np.array([0.5, 0.5]), oracle[1]]) == 2.0
+    )  # a tie shares rank 1; then 3
 
 
 def test_scores_to_mix_in_are_checked_against_the_records(tmp_path):
