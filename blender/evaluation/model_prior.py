@@ -6,7 +6,8 @@ its mean oracle score on the training split, as log-odds when the oracle is a pr
 instruction, the ranker's scores and the priors of that instruction's models are each z-scored, and the row's
 score is `z(ranker) + weight * z(prior)`. The weight is chosen on data it is not then scored on: the report
 cross-fits it (fit on one fold of the split, score the other), and the weight saved beside a checkpoint is
-the one fitted on the whole validation split, for new data.
+the one fitted on the whole validation split, for new data. `mix` and `cross_fitted_mix` do the same with any
+second score per candidate in the prior's place (a frozen probe's: `scripts/pool_seeds.py --mix-with`).
 """
 
 from __future__ import annotations
