@@ -10,14 +10,19 @@ import pytest
 from tests.conftest import load_script, make_raw_record, write_jsonl
 
 
-def test_the_strength_is_scored_on_held_out_instructions_not_on_what_it_was_fit_on():
-    probe = load_script("probe_frozen_embeddings")
-    rng = np.random.default_rng(0)
-    # 60 instructions of 4 candidates with 500 features of pure noise: a nearly unregularised ridge fits
-    # train's 240 candidates exactly, so scored in-sample it would pick the best candidate every time.
+def pure_noise(seed: int):
+    """60 instructions of 4 candidates with 500 features of pure noise: their centred features and targets, and
+    the raw targets. A nearly unregularised head fits 240 candidates exactly, so scored in-sample it would pick
+    the best candidate every time; held out, near chance."""
+    rng = np.random.default_rng(seed)
     x = rng.normal(size=(60, 4, 500))
     y = rng.normal(size=(60, 4))
-    x_centred, y_centred = x - x.mean(1, keepdims=True), y - y.mean(1, keepdims=True)
+    return x - x.mean(1, keepdims=True), y - y.mean(1, keepdims=True), y
+
+
+def test_the_strength_is_scored_on_held_out_instructions_not_on_what_it_was_fit_on():
+    probe = load_script("probe_frozen_embeddings")
+    x_centred, y_centred, y = pure_noise(0)
     rows = np.arange(60)
     in_sample = probe.fit_predict(x_centred, y_centred, x_centred, 1e-6)
     assert y[rows, in_sample.argmax(1)].mean() == y.max(1).mean()
@@ -61,12 +66,9 @@ def test_embeddings_are_computed_once_per_setting_and_reused(tmp_path):
 
 def test_extra_training_data_joins_only_the_folds_that_fit_its_instructions():
     probe = load_script("probe_frozen_embeddings")
-    rng = np.random.default_rng(2)
     # The extra dataset answers the same 60 instructions with the very same candidates, so fitted on a held-out
     # instruction's extra pairs the head would learn that instruction's order by heart and pick its best.
-    x = rng.normal(size=(60, 4, 500))
-    y = rng.normal(size=(60, 4))
-    x_centred, y_centred = x - x.mean(1, keepdims=True), y - y.mean(1, keepdims=True)
+    x_centred, y_centred, y = pure_noise(2)
     ids = np.array([f"i{k}" for k in range(60)])
     leaky = probe.ExtraTrain(ids, x_centred, 10 * y_centred, min_delta=0.0)
     rows = np.arange(60)
