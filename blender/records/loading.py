@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from blender.files import iter_text_lines, parse_json_line
 from blender.records.schema import Record, RecordError, parse_record
-from blender.settings import check_types, require, require_choice, require_positive
+from blender.settings import SettingsError, check_types, require, require_choice, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,9 @@ class DataSettings:
         val_oracle: what picks the best checkpoint on `val_split`.
         limit_train: read only the first records of the train split (quick runs); None reads all.
         limit_val: the same for the val and eval splits.
+        extra_train: folders of other MixInstruct-format datasets whose `train_split` a ranker trains on too (with
+            this data's signals, transform and ties); the best single model, the model prior and every evaluation
+            still read this dataset's splits only. An instruction id shared with the held-out splits is an error.
     """
 
     name: str = "alpaca_blend_modern"
@@ -174,6 +177,7 @@ class DataSettings:
     val_oracle: str = "gpt4_pref"
     limit_train: int | None = None
     limit_val: int | None = None
+    extra_train: list[str] = field(default_factory=list)
 
     CONFIG_KEY: ClassVar[str] = "data"
 
@@ -185,6 +189,12 @@ class DataSettings:
             self, "path", self.path is not None or self.hub_id is not None, "set data.path or data.hub_id"
         )
         require(self, "signals", bool(self.signals), "name at least one stored score to train on")
+        require(
+            self,
+            "extra_train",
+            not self.extra_train or self.format == "mixinstruct",
+            "extra training data needs records with candidates (format: mixinstruct)",
+        )
 
     def load(self, split: str, limit: int | None = None) -> list[Record]:
         """One split's records, validated (see `load_candidates`; preference pairs: `load_preference_split`)."""
@@ -193,6 +203,22 @@ class DataSettings:
 
             return load_preference_split(self.path, split, limit=limit, hub_id=self.hub_id)
         (records,) = load_candidates(self.path, splits=(split,), limit=limit, hub_id=self.hub_id)
+        return records
+
+    def load_extra_train(self, held_out: Sequence[Record], limit: int | None = None) -> list[Record]:
+        """The train splits of `extra_train`'s folders, one after another; an instruction that is also in
+        `held_out` (the val and eval records) raises, as training on it would leak what the run is judged on."""
+        held_out_ids = {r.id for r in held_out}
+        records: list[Record] = []
+        for folder in self.extra_train:
+            (part,) = load_candidates(folder, splits=(self.train_split,), limit=limit)
+            shared = sorted({r.id for r in part} & held_out_ids)
+            if shared:
+                raise SettingsError(
+                    f"data.extra_train: {len(shared)} {self.train_split} instruction(s) of {folder} (e.g. "
+                    f"{shared[:3]}) are held out in {self.name}'s val or eval split: training on them leaks it"
+                )
+            records += part
         return records
 
 

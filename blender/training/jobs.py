@@ -33,6 +33,7 @@ from blender.rankers.backbone import BackboneSettings
 from blender.rankers.predict import InferenceSettings
 from blender.rankers.registry import RankerKind, get_kind, load_ranker
 from blender.records import DataSettings, find_split_file
+from blender.settings import SettingsError
 from blender.training.checkpoints import flatten_settings, run_folder_lock
 from blender.training.loop import LoggerSettings, TrainSettings
 from blender.training.rankers import train_ranker
@@ -86,6 +87,8 @@ def data_fingerprint(data: DataSettings, splits: Sequence[str]) -> dict[str, Any
             files[split] = f"hub:{data.hub_id}"
         else:
             files[split] = file_digest(find_split_file(data.path, split))
+    for folder in data.extra_train:
+        files[f"extra_train:{folder}"] = file_digest(find_split_file(folder, data.train_split))
     return {"data": asdict(data), "data_files": files}
 
 
@@ -133,6 +136,13 @@ def _train_and_evaluate_ranker(job: RankerJob) -> dict[str, Any]:
     join_launched_run()  # so a kind with nothing to train still shards its evaluation
     train = data.load(data.train_split, data.limit_train)
     val = data.load(data.val_split, data.limit_val)
+    eval_records = val if data.eval_split == data.val_split else None
+    fit_records = train
+    if data.extra_train:
+        eval_records = eval_records or data.load(data.eval_split)
+        extra = data.load_extra_train([*val, *eval_records], data.limit_train)
+        log.info("data.extra_train: %d more training instructions from %s", len(extra), data.extra_train)
+        fit_records = train + extra
     best_model = best_single_model(train, data)
     kind = get_kind(job.ranker.kind)
     sampling = kind.sampling(**(job.ranker.sampling or {})) if kind.trainable else None
@@ -152,7 +162,7 @@ def _train_and_evaluate_ranker(job: RankerJob) -> dict[str, Any]:
     else:
         summary = train_ranker(
             ranker,
-            train,
+            fit_records,
             val,
             list(data.signals),
             data.val_oracle,
@@ -180,7 +190,7 @@ def _train_and_evaluate_ranker(job: RankerJob) -> dict[str, Any]:
         )
     if job.evaluate_after_training and (output_dir / "best").is_dir():
         best = load_ranker(output_dir / "best")
-        eval_records = val if data.eval_split == data.val_split else data.load(data.eval_split)
+        eval_records = eval_records or data.load(data.eval_split)
         summary["eval"] = report_ranker(
             best,
             eval_records,
@@ -283,6 +293,10 @@ def _train_and_evaluate_fuser(job: FuserJob) -> dict[str, Any]:
         phases[name] = round(now - clock[0], 1)
         clock[0] = now
 
+    if data.extra_train:
+        raise SettingsError(
+            "data.extra_train: extra training data is for rankers; a fuser trains on data.path's"
+        )
     train = data.load(data.train_split, data.limit_train)
     val = data.load(data.val_split, data.limit_val)
     fuser_train = train[: job.train_limit] if job.train_limit is not None else train
