@@ -199,7 +199,7 @@ def extra_train(
 ) -> ExtraTrain:
     """`path`'s train split, embedded by `features` and judged on `oracle` after `transform`; an instruction
     that is also in val is an error rather than a leak."""
-    records = read_jsonl(find_split_file(path, "train"), limit=limit)
+    records = read_jsonl(find_split_file(path, "train", "--extra-train"), limit=limit)
     leaked = sorted({r.id for r in records} & val_ids)
     if leaked:
         raise ValueError(f"{path}: train instructions {leaked[:5]} are in val too: fitting on them leaks val")

@@ -92,6 +92,8 @@ def test_an_extra_dataset_sharing_an_instruction_with_val_is_refused(tmp_path):
     def features(records):
         raise AssertionError("nothing is embedded before the check")
 
+    with pytest.raises(OSError, match=r"no such data folder.*point --extra-train at"):
+        probe.extra_train(tmp_path / "missing", set(), features, "gpt4_pref", "logit", 1.0)
     with pytest.raises(ValueError, match=r"test/2.*leaks val"):
         probe.extra_train(tmp_path / "extra", {"test/2"}, features, "gpt4_pref", "logit", 1.0)
     extra = probe.extra_train(

@@ -60,13 +60,17 @@ def read_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[Record
     return records
 
 
-def find_split_file(folder: str | os.PathLike, split: str) -> Path:
-    """Return `<folder>/<split>.jsonl` or `<folder>/<split>.jsonl.gz`, with a clear error if neither exists."""
+def find_split_file(folder: str | os.PathLike, split: str, option: str = "data.path") -> Path:
+    """Return `<folder>/<split>.jsonl` or `<folder>/<split>.jsonl.gz`, with a clear error if neither exists
+    (naming `option`, the setting that gave the folder)."""
     folder = Path(folder)
     if not folder.is_dir():
+        hint = (
+            " or set the data config's environment variable (see conf/data/)" if option == "data.path" else ""
+        )
         raise DataPathError(
-            f"{folder}: no such data folder (resolved to {folder.resolve()}); point data.path at a folder "
-            "holding <split>.jsonl files, or set the data config's environment variable (see conf/data/)"
+            f"{folder}: no such data folder (resolved to {folder.resolve()}); point {option} at a folder "
+            f"holding <split>.jsonl files{hint}"
         )
     for suffix in SPLIT_SUFFIXES:
         candidate = folder / f"{split}{suffix}"
@@ -114,6 +118,7 @@ def load_candidates(
     splits: Sequence[str] = ("train", "val"),
     limit: int | None = None,
     hub_id: str | None = None,
+    option: str = "data.path",
 ) -> list[list[Record]]:
     """Load several splits of a dataset, from a local folder or (when `path` is None) from the hub.
 
@@ -122,6 +127,7 @@ def load_candidates(
         splits: the splits to load, in order.
         limit: keep only the first `limit` records of each split (for quick runs).
         hub_id: the hub dataset id, used when `path` is None.
+        option: the setting that named `path`, for the error when it is not a folder.
     Returns:
         One list of records per split.
     """
@@ -130,7 +136,7 @@ def load_candidates(
     loaded = []
     for split in splits:
         if path is not None:
-            records = read_jsonl(find_split_file(path, split), limit=limit)
+            records = read_jsonl(find_split_file(path, split, option), limit=limit)
         else:
             records = load_hf_split(hub_id, split, limit=limit)
         log.info("loaded %d %s records from %s", len(records), split, path or hub_id)
@@ -211,7 +217,9 @@ class DataSettings:
         held_out_ids = {r.id for r in held_out}
         records: list[Record] = []
         for folder in self.extra_train:
-            (part,) = load_candidates(folder, splits=(self.train_split,), limit=limit)
+            (part,) = load_candidates(
+                folder, splits=(self.train_split,), limit=limit, option="data.extra_train"
+            )
             shared = sorted({r.id for r in part} & held_out_ids)
             if shared:
                 raise SettingsError(

@@ -10,6 +10,7 @@ import pytest
 
 from blender.cli import train_fuser, train_ranker
 from blender.records import DataSettings
+from blender.records.loading import DataPathError
 from blender.settings import SettingsError
 from tests.cli.test_train_fuser import smoke_fuser_config
 from tests.conftest import make_raw_record, write_jsonl
@@ -47,3 +48,9 @@ def test_a_fuser_refuses_extra_train(tmp_path, small_dataset):
     cfg = smoke_fuser_config(tmp_path, small_dataset, f"data.extra_train=[{tmp_path / 'extra'}]")
     with pytest.raises(SettingsError, match="extra training data is for rankers"):
         train_fuser.run(cfg)
+
+
+def test_a_missing_extra_folder_names_the_option_that_gave_it(tmp_path):
+    data = DataSettings(path=str(tmp_path), extra_train=[str(tmp_path / "missing")])
+    with pytest.raises(DataPathError, match=r"missing: no such data folder.*point data\.extra_train at"):
+        data.load_extra_train([])
