@@ -88,7 +88,9 @@ def data_fingerprint(data: DataSettings, splits: Sequence[str]) -> dict[str, Any
         else:
             files[split] = file_digest(find_split_file(data.path, split))
     for folder in data.extra_train:
-        files[f"extra_train:{folder}"] = file_digest(find_split_file(folder, data.train_split))
+        files[f"extra_train:{folder}"] = file_digest(
+            find_split_file(folder, data.train_split, "data.extra_train")
+        )
     return {"data": asdict(data), "data_files": files}
 
 
@@ -139,7 +141,8 @@ def _train_and_evaluate_ranker(job: RankerJob) -> dict[str, Any]:
     eval_records = val if data.eval_split == data.val_split else None
     fit_records = train
     if data.extra_train:
-        eval_records = eval_records or data.load(data.eval_split)
+        if eval_records is None:
+            eval_records = data.load(data.eval_split)
         extra = data.load_extra_train([*val, *eval_records], data.limit_train)
         log.info("data.extra_train: %d more training instructions from %s", len(extra), data.extra_train)
         fit_records = train + extra
@@ -190,7 +193,8 @@ def _train_and_evaluate_ranker(job: RankerJob) -> dict[str, Any]:
         )
     if job.evaluate_after_training and (output_dir / "best").is_dir():
         best = load_ranker(output_dir / "best")
-        eval_records = eval_records or data.load(data.eval_split)
+        if eval_records is None:
+            eval_records = data.load(data.eval_split)
         summary["eval"] = report_ranker(
             best,
             eval_records,
